@@ -1,0 +1,3 @@
+from aima.surfaces.cli.main import main
+
+main()

@@ -1,0 +1,100 @@
+"""Settings: environment ``AIMA_*`` beats ``AIMA_HOME/config.yaml`` beats the defaults."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from aima.errors import InvalidInput
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("AIMA_HOME") or Path.home() / ".aima").expanduser()
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = default_home() / "config.yaml"
+        if not path.is_file():
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise InvalidInput(f"{path} is not valid YAML: {e}; fix or remove it") from e
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{path} must hold a mapping of settings")
+        return data
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIMA_", extra="ignore")
+
+    home: Path = default_home()
+    host: str = "127.0.0.1"
+    port: int = 9090
+    port_range: str = "20000-29999"
+    reconcile_interval_s: float = 1.0
+    health_timeout_s: float = 600.0
+    stop_grace_s: float = 10.0
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 3
+    restart_max: int = 5
+    restart_backoff_s: float = 1.0
+    restart_backoff_max_s: float = 60.0
+    events_keep: int = 20000
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):  # type: ignore[no-untyped-def]
+        return (init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings)
+
+    @field_validator("port_range")
+    @classmethod
+    def _check_range(cls, v: str) -> str:
+        parse_port_range(v)
+        return v
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        return parse_port_range(self.port_range)
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "aima.db"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "daemon.pid"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.home, self.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    try:
+        lo_s, hi_s = text.split("-", 1)
+        lo, hi = int(lo_s), int(hi_s)
+    except ValueError:
+        raise InvalidInput(f"port range {text!r} must look like 20000-29999", field="port_range") from None
+    if not (1024 <= lo <= hi <= 65535):
+        raise InvalidInput(f"port range {text!r} must lie within 1024-65535", field="port_range")
+    return lo, hi
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

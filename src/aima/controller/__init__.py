@@ -1,0 +1,1 @@
+"""The controller: the reconciler (sole writer of instance state), probes, ports, events."""

@@ -1,0 +1,68 @@
+"""Instance log files under AIMA_HOME/logs: rotation (copy-truncate, so a detached engine keeps
+writing to the same file), tails, and fatal-pattern scanning."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections import deque
+from pathlib import Path
+
+
+def log_path(logs_dir: Path, service_id: str, replica: int) -> Path:
+    return logs_dir / f"{service_id}-{replica}.log"
+
+
+def rotate_if_needed(path: Path, max_bytes: int, backups: int) -> bool:
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    for i in range(backups - 1, 0, -1):
+        src = path.with_name(f"{path.name}.{i}")
+        if src.exists():
+            os.replace(src, path.with_name(f"{path.name}.{i + 1}"))
+    if backups > 0:
+        shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+    with open(path, "r+b") as f:  # the engine writes with O_APPEND, so it continues at the new end
+        f.truncate(0)
+    return True
+
+
+def tail(path: Path, n: int) -> list[str]:
+    """The last ``n`` lines of the log (reaching into the newest rotated file when needed)."""
+    lines: deque[str] = deque(maxlen=n)
+    for p in (path.with_name(path.name + ".1"), path):
+        if p.exists():
+            with open(p, errors="replace") as f:
+                for line in f:
+                    lines.append(line.rstrip("\n"))
+    return list(lines)
+
+
+def read_from(path: Path, offset: int, limit_bytes: int = 1 << 20) -> tuple[list[str], int]:
+    """Complete lines written after byte ``offset``; the new offset. A truncated file restarts at 0."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return [], 0
+    if offset > size:
+        offset = 0
+    with open(path, "rb") as f:
+        f.seek(offset)
+        chunk = f.read(limit_bytes)
+    end = chunk.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    text = chunk[: end + 1].decode(errors="replace")
+    return text.splitlines(), offset + end + 1
+
+
+def find_fatal(lines: list[str], patterns: list[re.Pattern[str]]) -> str | None:
+    for line in lines:
+        for pat in patterns:
+            if pat.search(line):
+                return line.strip()
+    return None

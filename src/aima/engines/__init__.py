@@ -1,0 +1,1 @@
+"""Small in-package engines: adapters where no OpenAI-compatible server exists, and ``echo``."""

@@ -1,0 +1,1 @@
+"""Operations: the only place where behaviour lives. See ``registry`` for how they are declared."""

@@ -1,0 +1,20 @@
+"""The Context every operation receives: the daemon's shared parts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aima.config import Settings
+from aima.controller.events import EventBus
+from aima.controller.reconciler import Reconciler
+from aima.store.db import Database
+
+
+@dataclass
+class Context:
+    settings: Settings
+    db: Database
+    bus: EventBus
+    reconciler: Reconciler
+    started_at: float = field(default_factory=time.time)

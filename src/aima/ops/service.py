@@ -1,0 +1,328 @@
+"""Service operations: create, start, stop, restart, delete, list, get, logs (lifecycle rules 1-12)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from sqlalchemy import select
+
+from aima import catalog
+from aima.controller import logs as logfiles
+from aima.controller.reconciler import render_command
+from aima.domain.names import is_service_id, name_from_model, new_service_id, valid_name
+from aima.domain.states import ACTIVE, RestartPolicy
+from aima.errors import Conflict, InvalidInput, NotFound
+from aima.ops.context import Context
+from aima.ops.models import Input, Output, cli
+from aima.ops.registry import Cli, operation
+from aima.store.tables import InstanceRow, ServiceRow
+
+ACTIVE_NAMES = tuple(s.value for s in ACTIVE)
+SERVICE_COLUMNS = ("name", "id", "model", "engine", "state", "ready", "endpoint", "restarts", "message")
+
+
+# ---------------------------------------------------------------------------- shapes
+class InstanceView(Output):
+    id: str
+    replica: int
+    runtime: str
+    state: str
+    ready: bool
+    pid: int | None
+    host: str
+    port: int | None
+    log_path: str | None
+    exit_code: int | None
+    message: str | None
+    created_at: float
+    ready_at: float | None
+
+
+class ServiceView(Output):
+    id: str
+    name: str
+    model: str
+    engine: str
+    runtime: str
+    state: str
+    desired: str
+    ready: bool
+    endpoint: str | None
+    ports: list[int]
+    replicas: int
+    restarts: int
+    restart_policy: str
+    message: str | None
+    command: str | None
+    health: str | None
+    health_timeout_s: float | None
+    idle_ttl_s: float | None
+    pinned: bool
+    config: dict[str, str]
+    env: dict[str, str]
+    created_at: float
+    updated_at: float
+    instances: list[InstanceView] = []
+
+
+def _instance_view(r: InstanceRow) -> InstanceView:
+    return InstanceView(id=r.id, replica=r.replica, runtime=r.runtime, state=r.state, ready=r.ready,
+                        pid=r.pid, host=r.host, port=r.port, log_path=r.log_path, exit_code=r.exit_code,
+                        message=r.message, created_at=r.created_at, ready_at=r.ready_at)
+
+
+def _view(svc: ServiceRow, instances: list[InstanceRow], with_instances: bool = True) -> ServiceView:
+    active = [i for i in instances if i.state in ACTIVE_NAMES]
+    ready = bool(active) and len([i for i in active if i.ready]) >= svc.replicas
+    first = next((i for i in active if i.ready), None)
+    return ServiceView(
+        id=svc.id, name=svc.name, model=svc.model, engine=svc.engine, runtime=svc.runtime,
+        state=svc.state, desired=svc.desired, ready=ready,
+        endpoint=f"http://{first.host}:{first.port}" if first else None,
+        ports=list(svc.ports or []), replicas=svc.replicas, restarts=svc.restarts,
+        restart_policy=svc.restart_policy, message=svc.message, command=svc.command,
+        health=svc.health_path, health_timeout_s=svc.health_timeout_s, idle_ttl_s=svc.idle_ttl_s,
+        pinned=svc.pinned, config=dict(svc.config or {}), env=dict(svc.env or {}),
+        created_at=svc.created_at, updated_at=svc.updated_at,
+        instances=[_instance_view(i) for i in instances] if with_instances else [],
+    )
+
+
+def find_service(ctx: Context, ref: str) -> ServiceRow:
+    with ctx.db.session() as s:
+        row = s.get(ServiceRow, ref) if is_service_id(ref) else None
+        if row is None:
+            row = s.scalars(select(ServiceRow).where(ServiceRow.name == ref)).first()
+        if row is None:
+            raise NotFound(f"service {ref!r} does not exist; `aima service list` shows the services",
+                           field="service")
+        return row
+
+
+def load_view(ctx: Context, service_id: str) -> ServiceView:
+    with ctx.db.session() as s:
+        svc = s.get(ServiceRow, service_id)
+        if svc is None:
+            raise NotFound(f"service {service_id} does not exist", field="service")
+        insts = list(s.scalars(select(InstanceRow).where(InstanceRow.service_id == service_id)
+                               .order_by(InstanceRow.replica)))
+    return _view(svc, insts)
+
+
+# ---------------------------------------------------------------------------- create
+class CreateInput(Input):
+    model: str = Field(min_length=1, max_length=200, description="model name the engine serves")
+    name: str | None = Field(None, description="service name (default: the model name)")
+    engine: str = Field("custom", description="catalog engine; `custom` runs --command")
+    runtime: Literal["native"] = Field("native", description="where instances run")
+    command: str | None = Field(None, description="custom engine command line with {port} (and {host}, {model})")
+    health: str | None = Field(None, description="health path answering 200 when ready (default /health)")
+    port: int | None = Field(None, ge=1, le=65535, description="explicit port (fails fast if taken)")
+    config: dict[str, str] = Field(default_factory=dict, description="engine config keys, k=v")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment, K=V")
+    replicas: int = Field(1, ge=1, le=64, description="number of instances")
+    idle_ttl_s: float | None = Field(None, gt=0, description="stop after this many idle seconds",
+                                     json_schema_extra=cli("idle-ttl"))
+    pinned: bool = Field(False, description="never unload this service when idle")
+    restart: RestartPolicy = Field(RestartPolicy.on_failure, description="restart policy")
+    health_timeout_s: float | None = Field(None, gt=0, le=86400, description="seconds to wait for ready",
+                                           json_schema_extra=cli("health-timeout"))
+
+    @field_validator("health")
+    @classmethod
+    def _health_path(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError("must be a path starting with '/', e.g. /health")
+        return v
+
+    @model_validator(mode="after")
+    def _command_rules(self) -> CreateInput:
+        if self.engine == "custom":
+            if not self.command:
+                raise ValueError("engine 'custom' needs a command: --command \"prog --port {port}\"")
+            if "{port}" not in self.command and self.port is None:
+                raise ValueError("command must contain {port} (so aima can give the engine its port) "
+                                 "or an explicit port must be given")
+        return self
+
+
+@operation("service.create", mutating=True, method="POST", path="/services",
+           cli=Cli("service", "create", args=("model",)))
+async def create(ctx: Context, inp: CreateInput) -> ServiceView:
+    """Create a service: serve MODEL with an engine. It is not started until `service start`."""
+    eng = catalog.engine(inp.engine)
+    if inp.config and eng.name == "custom":
+        raise InvalidInput(f"engine 'custom' declares no config keys (got {sorted(inp.config)}); "
+                           f"put engine flags in --command", field="config")
+    if inp.command:
+        render_command(inp.command, port=1, host="127.0.0.1", model=inp.model)  # parseable?
+    name = inp.name if inp.name is not None else name_from_model(inp.model)
+    if not valid_name(name):
+        raise InvalidInput(f"service name {name!r} is invalid: use letters, digits and . _ : - "
+                           f"(up to 128, not starting with a symbol, not like svc-xxxxxxxx)", field="name")
+    now = time.time()
+    sid = new_service_id()
+    with ctx.db.session() as s:
+        if s.scalars(select(ServiceRow.id).where(ServiceRow.name == name)).first():
+            raise Conflict(f"a service named {name!r} already exists; choose another --name or use it",
+                           field="name")
+        if inp.port is not None:
+            wanted = set(range(inp.port, inp.port + inp.replicas))
+            for other_name, explicit, ports in s.execute(
+                select(ServiceRow.name, ServiceRow.explicit_port, ServiceRow.ports)
+            ):
+                held = set(ports or []) | ({explicit} if explicit else set())
+                if held & wanted:
+                    raise Conflict(f"port {min(held & wanted)} already belongs to service "
+                                   f"{other_name!r}; choose another --port", field="port")
+        s.add(ServiceRow(
+            id=sid, name=name, model=inp.model, engine=eng.name, runtime=inp.runtime, command=inp.command,
+            health_path=inp.health, health_timeout_s=inp.health_timeout_s, explicit_port=inp.port,
+            ports=list(range(inp.port, inp.port + inp.replicas)) if inp.port else [],
+            replicas=inp.replicas, config=dict(inp.config), env=dict(inp.env),
+            restart_policy=inp.restart.value, idle_ttl_s=inp.idle_ttl_s, pinned=inp.pinned,
+            desired="stopped", state="created", restarts=0, created_at=now, updated_at=now,
+        ))
+    ctx.bus.publish("service.created", f"service {name} created for model {inp.model}", service_id=sid,
+                    name=name, model=inp.model)
+    return load_view(ctx, sid)
+
+
+# ---------------------------------------------------------------------------- start / stop
+class ServiceRef(Input):
+    service: str = Field(min_length=1, max_length=200, description="service name or id")
+
+
+class StartInput(ServiceRef):
+    wait: bool = Field(True, description="wait until ready, failed, or the timeout")
+    timeout_s: float | None = Field(None, gt=0, le=86400,
+                                    description="seconds to wait (default: the engine's health timeout)",
+                                    json_schema_extra=cli("timeout"))
+
+
+class StartOutput(Output):
+    outcome: str = Field(description="ready | failed | timeout | starting | stopped")
+    message: str
+    service: ServiceView
+
+
+@operation("service.start", mutating=True, method="POST", path="/services/{service}/start",
+           cli=Cli("service", "start", args=("service",)))
+async def start(ctx: Context, inp: StartInput) -> StartOutput:
+    """Start a service and (by default) wait until it is ready. Idempotent on a ready service."""
+    svc = find_service(ctx, inp.service)
+    res = await ctx.reconciler.ensure_running(svc.id, wait=inp.wait, timeout_s=inp.timeout_s)
+    return StartOutput(outcome=res.outcome, message=res.message, service=load_view(ctx, svc.id))
+
+
+@operation("service.stop", mutating=True, method="POST", path="/services/{service}/stop",
+           cli=Cli("service", "stop", args=("service",)))
+async def stop(ctx: Context, inp: ServiceRef) -> ServiceView:
+    """Stop every instance of a service (idempotent); returns once its ports are free."""
+    svc = find_service(ctx, inp.service)
+    await ctx.reconciler.ensure_stopped(svc.id)
+    return load_view(ctx, svc.id)
+
+
+@operation("service.restart", mutating=True, method="POST", path="/services/{service}/restart",
+           cli=Cli("service", "restart", args=("service",)))
+async def restart(ctx: Context, inp: StartInput) -> StartOutput:
+    """Stop, then start a service (keeping its ports), waiting like `service start`."""
+    svc = find_service(ctx, inp.service)
+    await ctx.reconciler.ensure_stopped(svc.id)
+    res = await ctx.reconciler.ensure_running(svc.id, wait=inp.wait, timeout_s=inp.timeout_s)
+    return StartOutput(outcome=res.outcome, message=res.message, service=load_view(ctx, svc.id))
+
+
+class DeleteOutput(Output):
+    deleted: str
+    name: str
+
+
+@operation("service.delete", mutating=True, method="DELETE", path="/services/{service}",
+           cli=Cli("service", "delete", args=("service",)))
+async def delete(ctx: Context, inp: ServiceRef) -> DeleteOutput:
+    """Stop a service and forget it: its record, instances and routes are removed."""
+    svc = find_service(ctx, inp.service)
+    await ctx.reconciler.forget(svc.id)
+    return DeleteOutput(deleted=svc.id, name=svc.name)
+
+
+# ---------------------------------------------------------------------------- reads
+class ListInput(Input):
+    state: str | None = Field(None, description="only services in this state")
+    model: str | None = Field(None, description="only services of this model")
+
+
+class ListOutput(Output):
+    services: list[ServiceView]
+
+
+@operation("service.list", mutating=False, method="GET", path="/services",
+           cli=Cli("service", "list", table="services", columns=SERVICE_COLUMNS))
+async def list_(ctx: Context, inp: ListInput) -> ListOutput:
+    """List services with their live state (records are reconciled with reality first)."""
+    await ctx.reconciler.refresh()
+    with ctx.db.session() as s:
+        q = select(ServiceRow)
+        if inp.state:
+            q = q.where(ServiceRow.state == inp.state)
+        if inp.model:
+            q = q.where(ServiceRow.model == inp.model)
+        services = list(s.scalars(q.order_by(ServiceRow.created_at)))
+        insts = list(s.scalars(select(InstanceRow).order_by(InstanceRow.replica)))
+    by_service: dict[str, list[InstanceRow]] = {}
+    for i in insts:
+        by_service.setdefault(i.service_id, []).append(i)
+    return ListOutput(services=[_view(svc, by_service.get(svc.id, [])) for svc in services])
+
+
+@operation("service.get", mutating=False, method="GET", path="/services/{service}",
+           cli=Cli("service", "status", args=("service",)))
+async def get(ctx: Context, inp: ServiceRef) -> ServiceView:
+    """One service with its instances: pid, port, state, readiness, exit code and last message."""
+    svc = find_service(ctx, inp.service)
+    await ctx.reconciler.refresh([svc.id])
+    return load_view(ctx, svc.id)
+
+
+class LogsInput(ServiceRef):
+    lines: int = Field(100, ge=1, le=100000, description="how many of the last lines",
+                       json_schema_extra=cli(short="-n"))
+    replica: int = Field(0, ge=0, le=63, description="which replica's log")
+    offset: int | None = Field(None, ge=0, description="byte offset to read from (for following)",
+                               json_schema_extra=cli(hidden=True))
+
+
+class LogsOutput(Output):
+    service: str
+    path: str
+    lines: list[str]
+    offset: int
+
+
+@operation("service.logs", mutating=False, method="GET", path="/services/{service}/logs",
+           cli=Cli("service", "logs", args=("service",)))
+async def logs(ctx: Context, inp: LogsInput) -> LogsOutput:
+    """The engine's log lines (stdout and stderr) for one replica of a service."""
+    svc = find_service(ctx, inp.service)
+    if inp.replica >= svc.replicas:
+        raise InvalidInput(f"service {svc.name} has {svc.replicas} replica(s); replica {inp.replica} "
+                           f"does not exist", field="replica")
+    path = logfiles.log_path(ctx.settings.logs_dir, svc.id, inp.replica)
+    if inp.offset is not None:
+        lines, offset = logfiles.read_from(path, inp.offset)
+    else:
+        lines = logfiles.tail(path, inp.lines)
+        offset = _size(path)
+    return LogsOutput(service=svc.name, path=str(path), lines=lines, offset=offset)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

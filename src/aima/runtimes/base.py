@@ -1,0 +1,68 @@
+"""The Runtime protocol: the one seam between the controller and the processes it manages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass
+class LaunchSpec:
+    """Everything a runtime needs to start one instance."""
+
+    service_id: str
+    instance_id: str
+    replica: int
+    argv: list[str]
+    host: str
+    port: int
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+
+
+@dataclass
+class Handle:
+    """What identifies a launched instance; stored with the instance and used to re-adopt it."""
+
+    runtime: str
+    pid: int | None
+    start_time: float | None
+    cmdline: list[str]
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "pid": self.pid, "start_time": self.start_time,
+                "cmdline": self.cmdline, "data": self.data}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Handle:
+        return cls(runtime=d.get("runtime", "native"), pid=d.get("pid"), start_time=d.get("start_time"),
+                   cmdline=list(d.get("cmdline") or []), data=dict(d.get("data") or {}))
+
+
+@dataclass
+class Observation:
+    alive: bool
+    exit_code: int | None = None
+    detail: str = ""
+
+
+class Runtime(Protocol):
+    name: str
+
+    def start(self, spec: LaunchSpec) -> Handle:
+        """Launch detached; return once the process exists (not when it is ready)."""
+
+    def observe(self, handle: Handle) -> Observation:
+        """Is the instance this handle identifies still alive? Never trusts a bare pid."""
+
+    def stop(self, handle: Handle, grace_s: float) -> int | None:
+        """Terminate the whole instance (grace, then kill), reap it, return its exit code if known."""
+
+    def discover(self, home: Path) -> list[tuple[str, str, Handle]]:
+        """Live instances carrying this home's marks: (service_id, instance_id, handle)."""
+
+    def port_holder(self, port: int) -> str | None:
+        """Who listens on this port, in words, or None."""

@@ -1,0 +1,215 @@
+"""The native runtime: engines as detached processes in their own session and process group.
+
+Every process carries ``AIMA_SERVICE_ID``, ``AIMA_INSTANCE_ID`` and ``AIMA_HOME`` in its environment
+and is identified by pid + start time + command line, so a recycled pid is never mistaken for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from aima.errors import EngineError
+from aima.runtimes.base import Handle, LaunchSpec, Observation
+
+_START_TIME_TOLERANCE = 0.05
+
+
+class NativeRuntime:
+    name = "native"
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home
+        # Children we spawned ourselves: kept so they can be reaped and their exit codes read.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._exits: dict[tuple[int, float | None], int] = {}  # exit codes of reaped children
+
+    # -- start ---------------------------------------------------------------------------------
+    def start(self, spec: LaunchSpec) -> Handle:
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **spec.env,
+               "AIMA_SERVICE_ID": spec.service_id, "AIMA_INSTANCE_ID": spec.instance_id}
+        if self.home is not None:
+            env["AIMA_HOME"] = str(self.home)
+        log = open(spec.log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
+        try:
+            header = f"--- aima: starting {spec.instance_id} at {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+            log.write((header + " ".join(spec.argv) + "\n").encode())
+            proc = subprocess.Popen(
+                spec.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, cwd=str(spec.cwd) if spec.cwd else None, start_new_session=True, close_fds=True,
+            )
+        except (OSError, ValueError) as e:
+            log.write(f"--- aima: could not start {spec.argv[0]!r}: {e}\n".encode())
+            raise EngineError(f"could not start {spec.argv[0]!r}: {e}") from None
+        finally:
+            log.close()
+        self._children[proc.pid] = proc
+        try:
+            p = psutil.Process(proc.pid)
+            start_time = p.create_time()
+        except psutil.Error:
+            start_time = None
+        return Handle(runtime=self.name, pid=proc.pid, start_time=start_time, cmdline=list(spec.argv),
+                      data={"pgid": proc.pid})
+
+    # -- observe -------------------------------------------------------------------------------
+    def _process(self, handle: Handle) -> psutil.Process | None:
+        """The live process this handle names, or None: pid alone is never trusted."""
+        if not handle.pid:
+            return None
+        try:
+            p = psutil.Process(handle.pid)
+            if handle.start_time is not None and abs(p.create_time() - handle.start_time) > _START_TIME_TOLERANCE:
+                return None
+            if p.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return p
+        except psutil.Error:
+            return None
+
+    def observe(self, handle: Handle) -> Observation:
+        key = (handle.pid or -1, handle.start_time)
+        if key in self._exits:
+            code = self._exits[key]
+            return Observation(alive=False, exit_code=code, detail=_describe_exit(code))
+        child = self._children.get(handle.pid or -1)
+        if child is not None:
+            code = child.poll()
+            if code is not None:
+                self._children.pop(child.pid, None)
+                self._exits[key] = code
+                return Observation(alive=False, exit_code=code, detail=_describe_exit(code))
+            return Observation(alive=True)
+        if self._process(handle) is not None:
+            return Observation(alive=True)
+        return Observation(alive=False, exit_code=None, detail="process is gone (exit status unknown)")
+
+    # -- stop ----------------------------------------------------------------------------------
+    def stop(self, handle: Handle, grace_s: float) -> int | None:
+        pgid = int(handle.data.get("pgid") or handle.pid or 0)
+        proc = self._process(handle)
+        child = self._children.get(handle.pid or -1)
+        if proc is None and child is None:
+            return self._exits.get((handle.pid or -1, handle.start_time))
+        if proc is not None and pgid:
+            _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if child is not None and child.poll() is not None:
+                break
+            if child is None and self._process(handle) is None:
+                break
+            time.sleep(0.02)
+        # Whatever of the group is left (the leader or its children) is killed.
+        if pgid:
+            _signal_group(pgid, signal.SIGKILL)
+        code: int | None = None
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = child.wait(timeout=5)
+            self._children.pop(child.pid, None)
+        elif (handle.pid or -1, handle.start_time) in self._exits:
+            code = self._exits[(handle.pid or -1, handle.start_time)]
+        else:
+            end = time.monotonic() + 5
+            while self._process(handle) is not None and time.monotonic() < end:
+                time.sleep(0.02)
+        _wait_group_gone(pgid, 5.0)
+        return code
+
+    # -- discovery -----------------------------------------------------------------------------
+    def discover(self, home: Path) -> list[tuple[str, str, Handle]]:
+        found: list[tuple[str, str, Handle]] = []
+        me = os.getpid()
+        for p in psutil.process_iter(["pid", "create_time", "cmdline"]):
+            if p.pid == me:
+                continue
+            try:
+                env = p.environ()
+            except psutil.Error:
+                continue
+            iid = env.get("AIMA_INSTANCE_ID")
+            if not iid or env.get("AIMA_HOME") != str(home):
+                continue
+            try:
+                if os.getpgid(p.pid) != p.pid:
+                    continue  # a child of an engine: its group leader stands for it
+            except OSError:
+                continue
+            found.append((env.get("AIMA_SERVICE_ID", ""), iid,
+                          Handle(self.name, p.pid, p.info["create_time"], p.info["cmdline"] or [],
+                                 {"pgid": p.pid})))
+        return found
+
+    def port_holder(self, port: int) -> str | None:
+        return port_holder(port)
+
+
+def port_holder(port: int) -> str | None:
+    """Describe the process listening on ``port`` (pid and command), if any can be seen."""
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except (psutil.Error, OSError):
+        return None
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+            if c.pid:
+                try:
+                    p = psutil.Process(c.pid)
+                    cmd = " ".join(p.cmdline()) or p.name()
+                    return f"pid {c.pid} ({cmd[:160]})"
+                except psutil.Error:
+                    return f"pid {c.pid}"
+            return "another process (pid not visible)"
+    return None
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    if not pgid:
+        return
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        # Zombies of a reaped group may linger briefly; they hold no port.
+        alive = [p for p in psutil.process_iter(["pid"]) if _pgid(p.pid) == pgid and _not_zombie(p)]
+        if not alive:
+            return
+        time.sleep(0.05)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _not_zombie(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"

@@ -1,0 +1,91 @@
+"""Running the daemon in the foreground (``aima start``) with a pid file and graceful shutdown.
+
+SIGTERM/SIGINT: uvicorn stops accepting, finishes in-flight requests (at most 30 s), the reconciler
+stops watching (services keep running) and the database is checkpointed and closed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from aima.config import Settings
+from aima.errors import AimaError, Conflict
+
+GRACEFUL_S = 30
+
+
+def read_pid_file(path: Path) -> dict[str, Any] | None:
+    """The live daemon recorded in ``path`` (identity checked by start time), or None."""
+    try:
+        info = json.loads(path.read_text())
+        p = psutil.Process(int(info["pid"]))
+        if abs(p.create_time() - float(info["start_time"])) > 0.05:
+            return None
+        return info
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return None
+
+
+def serve(settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
+    from aima.controller.ports import port_is_free
+    from aima.server.app import build_context, create_app
+
+    settings.ensure_dirs()
+    live = read_pid_file(settings.pid_file)
+    if live:
+        raise Conflict(f"an aima daemon is already running (pid {live['pid']}) at {live['url']}; "
+                       f"stop it with `aima stop` first")
+    if not port_is_free(port, host):
+        from aima.runtimes.native import port_holder
+
+        who = port_holder(port) or "another process"
+        raise Conflict(f"port {port} on {host} is already in use by {who}; choose another with --port")
+    ctx = build_context(settings)  # opens the database now: a corrupt one fails before listening
+    app = create_app(settings, ctx)
+    me = psutil.Process()
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    settings.pid_file.write_text(json.dumps({"pid": me.pid, "start_time": me.create_time(), "url": url,
+                                             "host": host, "port": port}))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "mcp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=GRACEFUL_S, lifespan="on")
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        info = read_pid_file(settings.pid_file)
+        if info and info["pid"] == me.pid:
+            settings.pid_file.unlink(missing_ok=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m aima.server.daemon --host H --port P`` (what ``aima start --detach`` runs)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="aima-daemon")
+    parser.add_argument("--host", default=None)
+    parser.add_argument("--port", type=int, default=None)
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+        return serve(settings, args.host or settings.host, args.port or settings.port)
+    except AimaError as e:
+        print(f"aima: {e.message}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The tables: models, services, instances, events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, index=True)
+    type: Mapped[str] = mapped_column(String(32), default="llm")
+    path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    format: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    size_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ServiceRow(Base):
+    __tablename__ = "services"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True, index=True)
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    engine: Mapped[str] = mapped_column(String(64), default="custom")
+    runtime: Mapped[str] = mapped_column(String(32), default="native")
+    command: Mapped[str | None] = mapped_column(Text, nullable=True)
+    health_path: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    health_timeout_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    explicit_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ports: Mapped[list[int]] = mapped_column(JSON, default=list)
+    replicas: Mapped[int] = mapped_column(Integer, default=1)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    env: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    restart_policy: Mapped[str] = mapped_column(String(16), default="on-failure")
+    idle_ttl_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    desired: Mapped[str] = mapped_column(String(16), default="stopped")
+    state: Mapped[str] = mapped_column(String(16), default="created")
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class InstanceRow(Base):
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    service_id: Mapped[str] = mapped_column(
+        String(16), ForeignKey("services.id", ondelete="CASCADE"), index=True
+    )
+    replica: Mapped[int] = mapped_column(Integer, default=0)
+    runtime: Mapped[str] = mapped_column(String(32), default="native")
+    state: Mapped[str] = mapped_column(String(16), default="starting")
+    ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    start_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cmdline: Mapped[list[str]] = mapped_column(JSON, default=list)
+    handle: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    host: Mapped[str] = mapped_column(String(64), default="127.0.0.1")
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    log_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    ready_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    service_id: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    instance_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,367 @@
+"""The ``aima`` command. Operation commands are generated from ``manifest.json``; the few commands
+that are not operations (the daemon's start/stop, ``up``/``down``, ``mcp``) live here too and still
+hold no logic of their own beyond process handling."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any  # noqa: UP035 - Typer reads these annotations at runtime
+
+import typer
+
+DEFAULT_URL = "http://127.0.0.1:9090"
+MANIFEST = Path(__file__).with_name("manifest.json")
+
+
+class Opts:
+    url: str = os.environ.get("AIMA_URL", DEFAULT_URL)
+    api_key: str | None = os.environ.get("AIMA_API_KEY")
+    output: str = "table"
+
+
+app = typer.Typer(help="aima: run AI models as services on the machines you have, behind one "
+                       "OpenAI-compatible endpoint.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+_groups: dict[str, typer.Typer] = {}
+
+
+@app.callback()
+def _global(
+    url: str = typer.Option(Opts.url, "--url", envvar="AIMA_URL", help="daemon URL"),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="AIMA_API_KEY", help="API key"),
+    output: str = typer.Option("table", "--output", "-o", help="table or json"),
+) -> None:
+    if output not in ("table", "json"):
+        fail(f"-o must be table or json, not {output!r}", 2)
+    Opts.url, Opts.api_key, Opts.output = url, api_key, output
+
+
+def fail(message: str, code: int = 1) -> None:
+    print(f"aima: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command; any error becomes one readable line and its exit code, never a traceback."""
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from aima.errors import AimaError
+
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except AimaError as e:
+            fail(e.message, e.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except Exception as e:  # noqa: BLE001
+            if os.environ.get("AIMA_DEBUG"):
+                raise
+            fail(f"unexpected error: {type(e).__name__}: {e} (set AIMA_DEBUG=1 for details)", 1)
+    run.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+    run.__name__ = fn.__name__
+    run.__doc__ = fn.__doc__
+    return run
+
+
+def client() -> Any:
+    from aima.surfaces.cli.client import Client
+
+    return Client(Opts.url, Opts.api_key)
+
+
+def call(op: str, data: dict[str, Any]) -> Any:
+    c = client()
+    try:
+        return c.call(op, data)
+    finally:
+        c.close()
+
+
+def group(name: str | None) -> typer.Typer:
+    if name is None:
+        return app
+    if name not in _groups:
+        _groups[name] = typer.Typer(help=f"{name} commands", no_args_is_help=True)
+        app.add_typer(_groups[name], name=name)
+    return _groups[name]
+
+
+# ----------------------------------------------------------------------------- generated commands
+_PY = {"string": str, "integer": int, "number": float, "boolean": bool}
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values or []:
+        if "=" not in v:
+            fail(f"--{option} expects key=value, got {v!r}", 2)
+        k, _, val = v.partition("=")
+        out[k.strip()] = val
+    return out
+
+
+def _build(cmd: dict[str, Any], extra: Callable[[dict[str, Any], Any], None] | None = None,
+           extra_params: list[inspect.Parameter] | None = None) -> Callable[..., Any]:
+    params: list[inspect.Parameter] = []
+    specs = {p["name"]: p for p in cmd["params"]}
+    for p in cmd["params"]:
+        help_ = p["help"] + (f" [{'|'.join(map(str, p['choices']))}]" if p.get("choices") else "")
+        decls = [f"--{p['cli_name']}"] + ([p["short"]] if p.get("short") else [])
+        if p["positional"]:
+            default: Any = typer.Argument(..., help=help_)
+            ann: Any = _PY.get(p["type"], str)
+        elif p["type"] == "boolean":
+            n = p["cli_name"]
+            default = typer.Option(bool(p["default"]), f"--{n}/--no-{n}", help=help_, hidden=p["hidden"])
+            ann = bool
+        elif p["type"] in ("dict", "list"):
+            default = typer.Option(None, *decls, help=help_ + " (repeatable" +
+                                   (", key=value)" if p["type"] == "dict" else ")"), hidden=p["hidden"])
+            ann = list[str] | None
+        else:
+            default = typer.Option(None, *decls, help=help_, hidden=p["hidden"],
+                                   show_default=p["default"] is not None)
+            ann = _PY.get(p["type"], str) | None
+        params.append(inspect.Parameter(p["name"], inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=ann))
+    params.extend(extra_params or [])
+
+    def command(**kwargs: Any) -> None:
+        data: dict[str, Any] = {}
+        for name, value in kwargs.items():
+            spec = specs.get(name)
+            if spec is None or value is None:
+                continue
+            if spec["type"] == "dict":
+                value = _pairs(value, spec["cli_name"])
+            data[name] = value
+        if extra is not None:
+            extra(data, kwargs)
+            return
+        result = call(cmd["op"], data)
+        _print(cmd, result)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__name__ = cmd["command"]
+    command.__doc__ = cmd["help"]
+    return guarded(command)
+
+
+def _print(cmd: dict[str, Any], result: Any) -> None:
+    from aima.surfaces.cli.render import show
+
+    show(result, Opts.output, cmd.get("table"), cmd.get("columns"))
+    if isinstance(result, dict) and result.get("outcome") in ("failed", "timeout"):
+        raise typer.Exit(8 if result["outcome"] == "failed" else 9)
+
+
+def _follow_logs(data: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    result = call("service.logs", data)
+    if not kwargs.get("follow"):
+        if Opts.output == "json":
+            print(json.dumps(result, indent=2))
+        else:
+            print("\n".join(result["lines"]))
+        return
+    for line in result["lines"]:
+        print(line, flush=True)
+    offset = result["offset"]
+    c = client()
+    try:
+        while True:
+            time.sleep(0.5)
+            r = c.call("service.logs", {**data, "offset": offset})
+            for line in r["lines"]:
+                print(line, flush=True)
+            offset = r["offset"]
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.close()
+
+
+_FOLLOW = [inspect.Parameter("follow", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                             default=typer.Option(False, "--follow", "-f", help="keep printing new lines"))]
+
+
+def _register_generated() -> None:
+    manifest = json.loads(MANIFEST.read_text())
+    for cmd in manifest["commands"]:
+        if cmd["op"] in ("stack.up", "stack.down"):
+            continue  # `aima up` / `aima down` below wrap these with the daemon's start/stop
+        if cmd["op"] == "service.logs":
+            fn = _build(cmd, extra=_follow_logs, extra_params=_FOLLOW)
+        else:
+            fn = _build(cmd)
+        group(cmd["group"]).command(cmd["command"], help=cmd["help"], short_help=cmd["summary"])(fn)
+
+
+# ----------------------------------------------------------------------------- the daemon
+def _settings() -> Any:
+    from aima.config import Settings
+
+    return Settings()
+
+
+@app.command("start")
+@guarded
+def start_cmd(
+    host: str | None = typer.Option(None, "--host", help="address to listen on (default 127.0.0.1)"),
+    port: int | None = typer.Option(None, "--port", help="port to listen on (default 9090)"),
+    detach: bool = typer.Option(False, "--detach", "-d", help="run in the background; return when up"),
+    timeout: float = typer.Option(60.0, "--timeout", help="seconds to wait for a detached daemon"),
+) -> None:
+    """Start the aima daemon (REST, OpenAI, MCP and the web page on one port)."""
+    settings = _settings()
+    host = host or settings.host
+    port = port or settings.port
+    if not detach:
+        from aima.server.daemon import serve
+
+        print(f"aima daemon listening on http://{host}:{port} (Ctrl-C stops it; services keep running)",
+              file=sys.stderr)
+        raise typer.Exit(serve(settings, host, port))
+    info = start_detached(settings, host, port, timeout)
+    print(f"aima daemon running (pid {info['pid']}) at {info['url']}")
+
+
+def start_detached(settings: Any, host: str, port: int, timeout: float) -> dict[str, Any]:
+    import subprocess
+
+    from aima.errors import Conflict, Unavailable
+    from aima.server.daemon import read_pid_file
+
+    settings.ensure_dirs()
+    live = read_pid_file(settings.pid_file)
+    if live:
+        raise Conflict(f"an aima daemon is already running (pid {live['pid']}) at {live['url']}")
+    log_path = settings.logs_dir / "daemon.log"
+    with open(log_path, "ab") as log:
+        offset = log.tell()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aima.server.daemon", "--host", host, "--port", str(port)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            with open(log_path, "rb") as f:
+                f.seek(offset)
+                lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+            why = lines[-1] if lines else f"exit code {code}"
+            raise Unavailable(f"the daemon did not start: {why.removeprefix('aima: ')} (log: {log_path})")
+        info = read_pid_file(settings.pid_file)
+        if info and info["pid"] == proc.pid and _healthy(info["url"]):
+            return info
+        time.sleep(0.05)
+    raise Unavailable(f"the daemon did not answer /health within {timeout:g}s; see {log_path}")
+
+
+def _healthy(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@app.command("stop")
+@guarded
+def stop_cmd(timeout: float = typer.Option(40.0, "--timeout", help="seconds to wait")) -> None:
+    """Stop the aima daemon gracefully (services keep running)."""
+    settings = _settings()
+    if not stop_daemon(settings, timeout):
+        print("aima daemon is not running")
+        return
+    print("aima daemon stopped")
+
+
+def stop_daemon(settings: Any, timeout: float) -> bool:
+    import signal
+
+    from aima.errors import TimedOut
+    from aima.server.daemon import read_pid_file
+
+    info = read_pid_file(settings.pid_file)
+    if not info:
+        return False
+    os.kill(int(info["pid"]), signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read_pid_file(settings.pid_file) is None:
+            return True
+        time.sleep(0.05)
+    raise TimedOut(f"the daemon (pid {info['pid']}) did not stop within {timeout:g}s")
+
+
+# ----------------------------------------------------------------------------- up / down / mcp
+def _manifest_cmd(op: str) -> dict[str, Any]:
+    return next(c for c in json.loads(MANIFEST.read_text())["commands"] if c["op"] == op)
+
+
+@app.command("up")
+@guarded
+def up_cmd(timeout: float = typer.Option(600.0, "--timeout", help="seconds to wait for the stack")) -> None:
+    """The main job: start the daemon if needed and bring the default stack up, ready."""
+    settings = _settings()
+    from aima.server.daemon import read_pid_file
+
+    if Opts.url == DEFAULT_URL and not read_pid_file(settings.pid_file):
+        info = start_detached(settings, settings.host, settings.port, 60.0)
+        Opts.url = info["url"]
+        print(f"started the aima daemon (pid {info['pid']}) at {info['url']}", file=sys.stderr)
+    print("bringing up the default stack…", file=sys.stderr)
+    result = call("stack.up", {"timeout_s": timeout})
+    _print(_manifest_cmd("stack.up"), result)
+    bad = [s for s in result["services"] if s["outcome"] != "ready"]
+    if bad:
+        fail(f"{len(bad)} service(s) not ready: " + ", ".join(f"{s['name']} ({s['outcome']})" for s in bad), 8)
+    if Opts.output != "json":
+        print(f"\nall ready. Try: aima service list   (daemon at {Opts.url}; `aima down` stops it all)")
+
+
+@app.command("down")
+@guarded
+def down_cmd() -> None:
+    """Stop the default stack and the daemon."""
+    settings = _settings()
+    from aima.server.daemon import read_pid_file
+
+    if read_pid_file(settings.pid_file) or Opts.url != DEFAULT_URL:
+        result = call("stack.down", {})
+        _print(_manifest_cmd("stack.down"), result)
+    stop_daemon(settings, 40.0)
+    print("aima is down")
+
+
+@app.command("mcp")
+@guarded
+def mcp_cmd() -> None:
+    """Serve MCP on stdio for an AI agent (tools call the running daemon)."""
+    import anyio
+
+    from aima.surfaces.mcp import serve_stdio
+
+    anyio.run(serve_stdio, Opts.url, Opts.api_key)
+
+
+_register_generated()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

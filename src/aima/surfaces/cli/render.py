@@ -1,0 +1,95 @@
+"""Printing operation results: JSON for scripts (``-o json``) or Rich tables for people."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+SERVICE_FIELDS = ("name", "id", "model", "engine", "runtime", "state", "ready", "endpoint", "ports",
+                  "replicas", "restarts", "restart_policy", "command", "message")
+INSTANCE_COLUMNS = ("id", "replica", "state", "ready", "pid", "port", "exit_code", "message")
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list | dict):
+        return json.dumps(v) if v else "-"
+    return str(v)
+
+
+def show(result: Any, output: str, table: str | None = None, columns: list[str] | None = None) -> None:
+    if output == "json":
+        print(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+
+    console = Console()
+    if not isinstance(result, dict):
+        console.print(result)
+        return
+    if "outcome" in result and "service" in result:
+        _outcome(console, result)
+        return
+    if table and isinstance(result.get(table), list):
+        _table(console, result[table], columns or [], empty=f"no {table}")
+        return
+    if "instances" in result and "state" in result:
+        _service(console, result)
+        return
+    _kv(console, result)
+
+
+def _outcome(console: Any, result: dict[str, Any]) -> None:
+    svc = result["service"]
+    out = result["outcome"]
+    style = {"ready": "green", "failed": "red", "timeout": "yellow"}.get(out, "cyan")
+    where = f" at {svc['endpoint']}" if svc.get("endpoint") else ""
+    console.print(f"[{style}]{svc['name']}: {out}[/]{where}" + (f" — {result['message']}" if result["message"] else ""))
+    _service(console, svc)
+
+
+def _service(console: Any, svc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None, pad_edge=False)
+    for k in SERVICE_FIELDS:
+        if k in svc:
+            t.add_row(f"[bold]{k}[/]", fmt(svc[k]))
+    console.print(t)
+    if svc.get("instances"):
+        _table(console, svc["instances"], list(INSTANCE_COLUMNS), empty="")
+
+
+def _table(console: Any, rows: list[dict[str, Any]], columns: list[str], empty: str) -> None:
+    from rich.table import Table
+
+    if not rows:
+        if empty:
+            console.print(f"({empty})")
+        return
+    cols = columns or list(rows[0].keys())
+    t = Table(*cols)
+    for r in rows:
+        t.add_row(*(_short(fmt(r.get(c))) for c in cols))
+    console.print(t)
+
+
+def _short(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _kv(console: Any, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None, pad_edge=False)
+    for k, v in result.items():
+        if k.endswith("_at") and isinstance(v, float):
+            v = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
+        t.add_row(f"[bold]{k}[/]", fmt(v))
+    console.print(t)
