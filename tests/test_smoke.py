@@ -17,8 +17,11 @@ def test_create_start_stop_delete(daemon: Daemon) -> None:
                    trust_env=False)
     assert r.json()["choices"][0]["message"]["content"] == "echo: hi"
     assert len(daemon.engine_processes()) == 1
+    models = daemon.http.get("/v1/models").json()["data"]
+    assert [m["id"] for m in models] == ["smoke"]
     daemon.op("service.stop", service="smoke")
     assert daemon.get("smoke")["state"] == "stopped"
     assert daemon.engine_processes() == []
+    assert daemon.http.get("/v1/models").json()["data"] == []
     daemon.op("service.delete", service=svc["id"])
     assert daemon.op("service.list")["services"] == []

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aima.config import Settings
 from aima.controller.events import EventBus
 from aima.controller.reconciler import Reconciler
+from aima.gateway.routes import RouteTable
 from aima.store.db import Database
 
 
@@ -17,4 +18,5 @@ class Context:
     db: Database
     bus: EventBus
     reconciler: Reconciler
+    routes: RouteTable = field(default_factory=RouteTable)
     started_at: float = field(default_factory=time.time)

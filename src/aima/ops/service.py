@@ -59,8 +59,6 @@ class ServiceView(Output):
     command: str | None
     health: str | None
     health_timeout_s: float | None
-    idle_ttl_s: float | None
-    pinned: bool
     config: dict[str, str]
     env: dict[str, str]
     created_at: float
@@ -84,8 +82,7 @@ def _view(svc: ServiceRow, instances: list[InstanceRow], with_instances: bool = 
         endpoint=f"http://{first.host}:{first.port}" if first else None,
         ports=list(svc.ports or []), replicas=svc.replicas, restarts=svc.restarts,
         restart_policy=svc.restart_policy, message=svc.message, command=svc.command,
-        health=svc.health_path, health_timeout_s=svc.health_timeout_s, idle_ttl_s=svc.idle_ttl_s,
-        pinned=svc.pinned, config=dict(svc.config or {}), env=dict(svc.env or {}),
+        health=svc.health_path, health_timeout_s=svc.health_timeout_s, config=dict(svc.config or {}), env=dict(svc.env or {}),
         created_at=svc.created_at, updated_at=svc.updated_at,
         instances=[_instance_view(i) for i in instances] if with_instances else [],
     )
@@ -124,9 +121,6 @@ class CreateInput(Input):
     config: dict[str, str] = Field(default_factory=dict, description="engine config keys, k=v")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment, K=V")
     replicas: int = Field(1, ge=1, le=64, description="number of instances")
-    idle_ttl_s: float | None = Field(None, gt=0, description="stop after this many idle seconds",
-                                     json_schema_extra=cli("idle-ttl"))
-    pinned: bool = Field(False, description="never unload this service when idle")
     restart: RestartPolicy = Field(RestartPolicy.on_failure, description="restart policy")
     health_timeout_s: float | None = Field(None, gt=0, le=86400, description="seconds to wait for ready",
                                            json_schema_extra=cli("health-timeout"))
@@ -183,7 +177,7 @@ async def create(ctx: Context, inp: CreateInput) -> ServiceView:
             health_path=inp.health, health_timeout_s=inp.health_timeout_s, explicit_port=inp.port,
             ports=list(range(inp.port, inp.port + inp.replicas)) if inp.port else [],
             replicas=inp.replicas, config=dict(inp.config), env=dict(inp.env),
-            restart_policy=inp.restart.value, idle_ttl_s=inp.idle_ttl_s, pinned=inp.pinned,
+            restart_policy=inp.restart.value,
             desired="stopped", state="created", restarts=0, created_at=now, updated_at=now,
         ))
     ctx.bus.publish("service.created", f"service {name} created for model {inp.model}", service_id=sid,

@@ -28,13 +28,16 @@ def build_context(settings: Settings) -> Any:
     settings.ensure_dirs()
     db = Database(settings.db_path)
     bus = EventBus(db, keep=settings.events_keep)
-    return Context(settings=settings, db=db, bus=bus, reconciler=Reconciler(db, settings, bus))
+    ctx = Context(settings=settings, db=db, bus=bus, reconciler=Reconciler(db, settings, bus))
+    bus.listen(ctx.routes.on_event)
+    return ctx
 
 
 def create_app(settings: Settings, ctx: Any | None = None) -> FastAPI:
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
     from mcp.server.transport_security import TransportSecuritySettings
 
+    from aima.gateway.router import router as openai_router
     from aima.surfaces import mcp as mcp_surface
     from aima.surfaces import rest
 
@@ -54,7 +57,8 @@ def create_app(settings: Settings, ctx: Any | None = None) -> FastAPI:
             holder["ctx"] = build_context(settings)
         context = holder["ctx"]
         app.state.ctx = context
-        await context.reconciler.start()
+        await context.reconciler.start()  # re-adopts live instances first (rule 11)
+        context.routes.rebuild(context.db)
         try:
             async with session_manager.run():
                 yield
@@ -96,5 +100,6 @@ def create_app(settings: Settings, ctx: Any | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     rest.install(app)
+    app.include_router(openai_router)
     app.add_route("/mcp", StreamableHTTPASGIApp(session_manager), include_in_schema=False)
     return app
