@@ -82,7 +82,8 @@ def _view(svc: ServiceRow, instances: list[InstanceRow], with_instances: bool = 
         endpoint=f"http://{first.host}:{first.port}" if first else None,
         ports=list(svc.ports or []), replicas=svc.replicas, restarts=svc.restarts,
         restart_policy=svc.restart_policy, message=svc.message, command=svc.command,
-        health=svc.health_path, health_timeout_s=svc.health_timeout_s, config=dict(svc.config or {}), env=dict(svc.env or {}),
+        health=svc.health_path, health_timeout_s=svc.health_timeout_s,
+        config=dict(svc.config or {}), env=dict(svc.env or {}),
         created_at=svc.created_at, updated_at=svc.updated_at,
         instances=[_instance_view(i) for i in instances] if with_instances else [],
     )
