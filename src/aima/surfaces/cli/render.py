@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
@@ -23,9 +24,14 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def dump_json(result: Any) -> None:
+    """JSON on stdout: indented for a person at a terminal, compact (and fast) for a pipe."""
+    sys.stdout.write(json.dumps(result, indent=2 if sys.stdout.isatty() else None) + "\n")
+
+
 def show(result: Any, output: str, table: str | None = None, columns: list[str] | None = None) -> None:
     if output == "json":
-        print(json.dumps(result, indent=2))
+        dump_json(result)
         return
     from rich.console import Console
 
