@@ -97,8 +97,8 @@ class Daemon:
         self.start()
 
     # -- API
-    def op(self, name: str, **data: Any) -> Any:
-        r = self.http.post(f"/api/v1/ops/{name}", json=data)
+    def op(self, op_name: str, /, **data: Any) -> Any:
+        r = self.http.post(f"/api/v1/ops/{op_name}", json=data)
         body = r.json()
         if r.status_code >= 400:
             raise ApiError(r.status_code, body)

@@ -8,6 +8,7 @@ and stay with their service.
 from __future__ import annotations
 
 import errno
+import random
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -15,15 +16,20 @@ from collections.abc import Callable, Iterable
 from aima.errors import InvalidInput, PortInUse, Unavailable
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True when nothing listens on ``port`` and we could bind it on ``host``."""
+def port_is_free(port: int, host: str = "127.0.0.1", *, strict: bool = False) -> bool:
+    """True when nothing listens on ``port`` and we could bind it on ``host``.
+
+    ``strict`` binds without SO_REUSEADDR, so a port that still has lingering (TIME_WAIT)
+    connections counts as taken: what an engine that does not set that option would see.
+    """
     for target in {host, "127.0.0.1"}:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.settimeout(0.2)
             if s.connect_ex((_connect_host(target), port)) == 0:
                 return False
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if not strict:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as e:
@@ -42,7 +48,8 @@ class PortAllocator:
         self.lo, self.hi = lo, hi
         self._holder = holder
         self._lock = threading.Lock()
-        self._next = lo
+        # Start at a random place so that two daemons on one machine rarely reach for the same port.
+        self._next = lo + random.randrange(hi - lo + 1)
 
     def check_explicit(self, port: int, host: str, owner: str) -> None:
         if not 1 <= port <= 65535:
@@ -65,7 +72,7 @@ class PortAllocator:
                 port = self.lo + (self._next - self.lo + i) % span
                 if port in taken or port == prefer:
                     continue
-                if port_is_free(port, host):
+                if port_is_free(port, host, strict=True):
                     self._next = port + 1 if port < self.hi else self.lo
                     return port
         raise Unavailable(

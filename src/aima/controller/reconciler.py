@@ -42,6 +42,7 @@ from aima.store.tables import InstanceRow, ServiceRow
 log = logging.getLogger("aima.reconciler")
 
 ACTIVE_NAMES = tuple(s.value for s in ACTIVE)
+RESTART_RESET_S = 600.0  # an instance ready this long before crashing resets the restart count
 
 
 @dataclass
@@ -388,6 +389,7 @@ class Reconciler:
         row = self._set_instance(inst, State.stopping, f"stopping instance {inst.id}", ready=False)
         if row is None:
             return
+        self._sync_service(inst.service_id)  # the service reads `stopping` while it stops (rule 1)
         handle = Handle.from_dict(inst.handle or {})
         code: int | None = None
         if handle.pid:
@@ -447,6 +449,9 @@ class Reconciler:
             self._sync_service(svc.id, message=f"{reason} (not restarted after {why}; fix the cause, "
                                                f"then `aima service start {svc.name}`)")
             return
+        if inst.ready_at is not None and time.time() - inst.ready_at > RESTART_RESET_S and svc.restarts:
+            self._update_service(svc.id, restarts=0)  # it served well for a while: a fresh crash budget
+            svc.restarts = 0
         if svc.restarts >= self.settings.restart_max:
             self._sync_service(svc.id, message=f"gave up after {svc.restarts} restarts; last: {reason}")
             self.bus.publish("service.gave_up", f"{svc.name}: gave up after {svc.restarts} restarts",
@@ -675,6 +680,7 @@ class Reconciler:
                 continue
             obs = Observation(alive=False, exit_code=None, detail="died while the daemon was down")
             self._on_exit(inst, obs)
+        await self._resume_pending_restarts()
         # Processes of this home that no record claims are orphans (e.g. a crash mid-launch).
         if discovered is None:
             discovered = {iid: h for _sid, iid, h in self.runtime("native").discover(self.settings.home)}
@@ -684,6 +690,21 @@ class Reconciler:
             await asyncio.to_thread(self.runtime("native").stop, h, 2.0)
             self.bus.publish("instance.orphan_killed", f"stopped orphan process {h.pid} ({iid})",
                              instance_id=iid, pid=h.pid)
+
+    async def _resume_pending_restarts(self) -> None:
+        """A restart that was pending when the daemon died is carried out now (no duplicate: only
+        replicas without a live instance are launched)."""
+        with self.db.session() as s:
+            ids = list(s.scalars(select(ServiceRow.id).where(ServiceRow.desired == Desired.running.value,
+                                                             ServiceRow.state == State.starting.value)))
+        for sid in ids:
+            if sid in self._restarts:
+                continue
+            svc = self._service(sid)
+            live = {i.replica for i in self._instances(sid, ACTIVE_NAMES)}
+            missing = [r for r in range(svc.replicas) if r not in live]
+            if missing:
+                self._restarts[sid] = asyncio.create_task(self._restart_later(sid, missing[0], 0.0))
 
 
 def render_command(template: str, *, port: int, host: str, model: str) -> list[str]:
