@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     restart_backoff_s: float = 1.0
     restart_backoff_max_s: float = 60.0
     events_keep: int = 20000
+    hf_endpoint: str | None = None  # AIMA_HF_ENDPOINT: a Hugging Face hub or mirror (default: the client's)
+    ms_endpoint: str | None = None  # AIMA_MS_ENDPOINT: a ModelScope hub or mirror (default: the client's)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -70,6 +72,10 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.home / "aima.db"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
 
     @property
     def logs_dir(self) -> Path:

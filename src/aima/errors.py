@@ -5,7 +5,8 @@ CLI exit code, and its message says what happened, to what, and what to do next:
 
     AimaError                      500  exit 1
      ├── InvalidInput              422  exit 2   (field names the bad input)
-     │    └── BadRequest           400  exit 2   (malformed body: not JSON, not an object)
+     │    ├── BadRequest           400  exit 2   (malformed body: not JSON, not an object)
+     │    └── InsufficientMemory   422  exit 2   (a model does not fit the free memory; details hold the numbers)
      ├── NotFound                  404  exit 4
      ├── Conflict                  409  exit 5
      │    └── PortInUse            409  exit 5
@@ -15,6 +16,8 @@ CLI exit code, and its message says what happened, to what, and what to do next:
      ├── EngineError               502  exit 8   (an engine failed to start or answer)
      ├── TimedOut                  504  exit 9
      └── StoreError                500  exit 3   (database unreadable, corrupt, or locked)
+          ├── DiskFull             500  exit 3   (a model does not fit, or the disk filled while writing)
+          └── ChecksumMismatch     500  exit 3   (a pulled file's size or sha256 differs from its source's)
 """
 
 from __future__ import annotations
@@ -72,6 +75,10 @@ class BadRequest(InvalidInput):
     code = "bad_request"
 
 
+class InsufficientMemory(InvalidInput):
+    code = "insufficient_memory"
+
+
 class NotFound(AimaError):
     status = 404
     exit_code = 4
@@ -120,3 +127,11 @@ class StoreError(AimaError):
     status = 500
     exit_code = 3
     code = "store_error"
+
+
+class DiskFull(StoreError):
+    code = "disk_full"
+
+
+class ChecksumMismatch(StoreError):
+    code = "checksum_mismatch"

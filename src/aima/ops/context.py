@@ -20,3 +20,4 @@ class Context:
     reconciler: Reconciler
     routes: RouteTable = field(default_factory=RouteTable)
     started_at: float = field(default_factory=time.time)
+    shutting_down: bool = False  # set when the daemon is told to stop: long streams end

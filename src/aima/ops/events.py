@@ -13,7 +13,7 @@ from aima.ops.service import find_service
 
 
 class EventListInput(Input):
-    since: int = Field(0, ge=0, description="only events after this id")
+    since: int = Field(0, ge=0, le=2**63 - 1, description="only events after this id")
     limit: int = Field(100, ge=1, le=10000, description="at most this many (the newest)")
     service: str | None = Field(None, description="only events of this service (name or id)")
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from sqlalchemy import select
 
 from aima import catalog
@@ -133,15 +133,12 @@ class CreateInput(Input):
             raise ValueError("must be a path starting with '/', e.g. /health")
         return v
 
-    @model_validator(mode="after")
-    def _command_rules(self) -> CreateInput:
-        if self.engine == "custom":
-            if not self.command:
-                raise ValueError("engine 'custom' needs a command: --command \"prog --port {port}\"")
-            if "{port}" not in self.command and self.port is None:
-                raise ValueError("command must contain {port} (so aima can give the engine its port) "
-                                 "or an explicit port must be given")
-        return self
+    @field_validator("model", "name", "command")
+    @classmethod
+    def _printable(cls, v: str | None) -> str | None:
+        if v is not None and not v.isprintable():
+            raise ValueError("must not contain control characters")
+        return v
 
 
 @operation("service.create", mutating=True, method="POST", path="/services",
@@ -149,6 +146,12 @@ class CreateInput(Input):
 async def create(ctx: Context, inp: CreateInput) -> ServiceView:
     """Create a service: serve MODEL with an engine. It is not started until `service start`."""
     eng = catalog.engine(inp.engine)
+    if eng.name == "custom":
+        if not inp.command:
+            raise InvalidInput("engine 'custom' needs a command: --command \"prog --port {port}\"", field="command")
+        if "{port}" not in inp.command and inp.port is None:
+            raise InvalidInput("command must contain {port} (so aima can give the engine its port) or an "
+                               "explicit --port must be given", field="command")
     if inp.config and eng.name == "custom":
         raise InvalidInput(f"engine 'custom' declares no config keys (got {sorted(inp.config)}); "
                            f"put engine flags in --command", field="config")

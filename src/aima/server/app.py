@@ -76,8 +76,13 @@ def create_app(settings: Settings, ctx: Any | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, e: RequestValidationError) -> JSONResponse:
         errs = e.errors()
-        loc = ".".join(str(x) for x in errs[0].get("loc", ())) if errs else None
-        msg = "; ".join(f"{'.'.join(str(x) for x in er.get('loc', ()))}: {er.get('msg')}" for er in errs[:5])
+
+        def where(er: Any) -> str:  # "since", not "query.since": the same names the operations use
+            loc = [str(x) for x in er.get("loc", ())]
+            return ".".join(loc[1:] if len(loc) > 1 and loc[0] in ("query", "path", "body") else loc)
+
+        loc = where(errs[0]) if errs else None
+        msg = "; ".join(f"{where(er)}: {er.get('msg')}" for er in errs[:5])
         err = BadRequest(msg) if any(er.get("type") == "json_invalid" for er in errs) else InvalidInput(msg)
         err.field = loc
         return JSONResponse(err.to_dict(), status_code=err.status)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,17 @@ def read_pid_file(path: Path) -> dict[str, Any] | None:
 def serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
+    class _Server(uvicorn.Server):
+        """Marks the context as shutting down first, so event streams end instead of holding the
+        graceful shutdown for its whole 30 s."""
+
+        ctx: Any = None
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.ctx is not None:
+                self.ctx.shutting_down = True
+            super().handle_exit(sig, frame)
+
     from aima.controller.ports import port_is_free
     from aima.server.app import build_context, create_app
 
@@ -60,14 +73,29 @@ def serve(settings: Settings, host: str, port: int) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=GRACEFUL_S, lifespan="on")
-    server = uvicorn.Server(config)
+    server = _Server(config)
+    server.ctx = ctx
+    # Announced only once the database opened: a failure before this point is one line, not two.
+    print(f"aima daemon listening on {url} (Ctrl-C stops it; services keep running)", file=sys.stderr,
+          flush=True)
+    # uvicorn re-raises the signal that stopped it once its graceful shutdown is over; by then all is
+    # closed, so that signal must end serve() normally: exit 0 and the pid file removed (rule 12).
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, _shutdown_done) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         info = read_pid_file(settings.pid_file)
         if info and info["pid"] == me.pid:
             settings.pid_file.unlink(missing_ok=True)
     return 0
+
+
+def _shutdown_done(_sig: int, _frame: Any) -> None:
+    """The stop signal, re-raised by uvicorn after its graceful shutdown: nothing is left to do."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,9 +82,17 @@ def _open(path: Path) -> Engine:
 def _migrate(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        try:
+            command.upgrade(cfg, "head")
+        except CommandError as e:  # e.g. a revision this version does not know: a newer aima wrote it
+            path = engine.url.database
+            raise StoreError(
+                f"database {path} cannot be migrated ({e}); it may come from a newer aima: upgrade aima, "
+                f"or move it aside (mv {path} {path}.bad) and start again to create a fresh one"
+            ) from None

@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from aima.errors import AimaError, BadRequest
@@ -92,8 +92,9 @@ def build_router() -> APIRouter:
 
     @router.get("/events", summary="Live events as server-sent events (since=ID replays history first)",
                 tags=["event"])
-    async def events(request: Request, since: int | None = None) -> StreamingResponse:
-        bus = request.app.state.ctx.bus
+    async def events(request: Request, since: int | None = Query(None, ge=0, le=2**63 - 1)) -> StreamingResponse:
+        ctx = request.app.state.ctx
+        bus = ctx.bus
         q = bus.subscribe()
 
         async def stream() -> AsyncIterator[bytes]:
@@ -102,12 +103,17 @@ def build_router() -> APIRouter:
                 if since is not None:
                     for ev in bus.history(since, 1000):
                         yield _sse(ev)
-                while True:
+                idle = 0.0
+                while not ctx.shutting_down:  # a stream ends when the daemon stops, never holds it up
                     try:
-                        ev = await asyncio.wait_for(q.get(), 15.0)
+                        ev = await asyncio.wait_for(q.get(), 1.0)
                     except TimeoutError:
-                        yield b": keep-alive\n\n"
+                        idle += 1.0
+                        if idle >= 15.0:
+                            idle = 0.0
+                            yield b": keep-alive\n\n"
                         continue
+                    idle = 0.0
                     yield _sse(ev)
             finally:
                 bus.unsubscribe(q)

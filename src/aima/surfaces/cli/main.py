@@ -166,7 +166,9 @@ def _follow_logs(data: dict[str, Any], kwargs: dict[str, Any]) -> None:
     result = call("service.logs", data)
     if not kwargs.get("follow"):
         if Opts.output == "json":
-            print(json.dumps(result, indent=2))
+            from aima.surfaces.cli.render import dump_json
+
+            dump_json(result)
         else:
             print("\n".join(result["lines"]))
         return
@@ -191,6 +193,24 @@ _FOLLOW = [inspect.Parameter("follow", inspect.Parameter.KEYWORD_ONLY, annotatio
                              default=typer.Option(False, "--follow", "-f", help="keep printing new lines"))]
 
 
+def _with_progress(cmd: dict[str, Any]) -> Callable[[dict[str, Any], Any], None]:
+    """Long transfers draw a Rich progress bar (on stderr) from the daemon's progress events."""
+    def run(data: dict[str, Any], _kwargs: Any) -> None:
+        from aima.surfaces.cli.progress import call_with_progress
+
+        _print(cmd, call_with_progress(Opts.url, Opts.api_key, cmd["op"], data))
+    return run
+
+
+def _with_local_paths(cmd: dict[str, Any]) -> Callable[[dict[str, Any], Any], None]:
+    """The daemon does not share the CLI's working folder: send local paths absolute."""
+    def run(data: dict[str, Any], _kwargs: Any) -> None:
+        from aima.surfaces.cli.progress import absolute_paths
+
+        _print(cmd, call(cmd["op"], absolute_paths(cmd["op"], data)))
+    return run
+
+
 def _register_generated() -> None:
     manifest = json.loads(MANIFEST.read_text())
     for cmd in manifest["commands"]:
@@ -198,6 +218,10 @@ def _register_generated() -> None:
             continue  # `aima up` / `aima down` below wrap these with the daemon's start/stop
         if cmd["op"] == "service.logs":
             fn = _build(cmd, extra=_follow_logs, extra_params=_FOLLOW)
+        elif cmd["op"] in ("model.pull", "model.import"):
+            fn = _build(cmd, extra=_with_progress(cmd))
+        elif cmd["op"] == "model.scan":
+            fn = _build(cmd, extra=_with_local_paths(cmd))
         else:
             fn = _build(cmd)
         group(cmd["group"]).command(cmd["command"], help=cmd["help"], short_help=cmd["summary"])(fn)
@@ -225,9 +249,7 @@ def start_cmd(
     if not detach:
         from aima.server.daemon import serve
 
-        print(f"aima daemon listening on http://{host}:{port} (Ctrl-C stops it; services keep running)",
-              file=sys.stderr)
-        raise typer.Exit(serve(settings, host, port))
+        raise typer.Exit(serve(settings, host, port))  # serve() announces itself once listening
     info = start_detached(settings, host, port, timeout)
     print(f"aima daemon running (pid {info['pid']}) at {info['url']}")
 
@@ -317,10 +339,19 @@ def up_cmd(timeout: float = typer.Option(600.0, "--timeout", help="seconds to wa
     settings = _settings()
     from aima.server.daemon import read_pid_file
 
-    if Opts.url == DEFAULT_URL and not read_pid_file(settings.pid_file):
+    live = read_pid_file(settings.pid_file)
+    if Opts.url == DEFAULT_URL and live:
+        Opts.url = live["url"]  # the local daemon may listen on AIMA_PORT, not the default port
+    elif Opts.url == DEFAULT_URL:
         info = start_detached(settings, settings.host, settings.port, 60.0)
         Opts.url = info["url"]
         print(f"started the aima daemon (pid {info['pid']}) at {info['url']}", file=sys.stderr)
+    else:
+        c = client()
+        try:
+            c.request("GET", "/health")  # no daemon at --url: one line saying so, before any progress
+        finally:
+            c.close()
     print("bringing up the default stack…", file=sys.stderr)
     result = call("stack.up", {"timeout_s": timeout})
     _print(_manifest_cmd("stack.up"), result)
@@ -338,11 +369,14 @@ def down_cmd() -> None:
     settings = _settings()
     from aima.server.daemon import read_pid_file
 
-    if read_pid_file(settings.pid_file) or Opts.url != DEFAULT_URL:
+    live = read_pid_file(settings.pid_file)
+    if live and Opts.url == DEFAULT_URL:
+        Opts.url = live["url"]  # the local daemon that `aima up` started, wherever it listens
+    if live or Opts.url != DEFAULT_URL:
         result = call("stack.down", {})
         _print(_manifest_cmd("stack.down"), result)
     stop_daemon(settings, 40.0)
-    print("aima is down")
+    print("aima is down", file=sys.stderr)  # stdout stays the result (parseable with -o json)
 
 
 @app.command("mcp")
@@ -360,7 +394,24 @@ _register_generated()
 
 
 def main() -> None:
-    app()
+    """Run the CLI; a usage error (bad option value, unknown command) is one line on stderr."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as e:  # click's own errors (plain click, or vendored as typer._click by Typer >= 0.28)
+        if type(e).__name__ == "Abort":
+            print("aima: aborted", file=sys.stderr)
+            sys.exit(1)
+        exit_code = getattr(e, "exit_code", None)
+        if not (hasattr(e, "format_message") and isinstance(exit_code, int)):
+            raise
+        if type(e).__name__ == "NoArgsIsHelpError":
+            e.show()  # type: ignore[attr-defined]  # no arguments: the help text, as before
+            sys.exit(exit_code)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"aima: {' '.join(e.format_message().split())}{hint}", file=sys.stderr)
+        sys.exit(exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,253 @@
+"""The real `aima` CLI: JSON output for every generated command, one-line errors (never a traceback),
+lazy imports, a current manifest, and the daemon's start/stop plus `up`/`down`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import AIMA, PY, Daemon, echo_cmd, free_port
+
+MANIFEST = json.loads((Path(__file__).parents[2] / "src/aima/surfaces/cli/manifest.json").read_text())
+# Commands wrapped by `aima up` / `aima down` rather than exposed as `aima stack ...`.
+WRAPPED = {"stack.up": ["up", "--timeout", "60"], "stack.down": ["down"]}
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AIMA, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], *words: str) -> str:
+    """The single stderr line of a failed command (asserting there is exactly one, and no traceback)."""
+    assert r.returncode != 0, f"expected a failure; stdout={r.stdout!r}"
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{r.stderr}"
+    line = lines[0]
+    assert line.startswith("aima: "), line
+    for w in words:
+        assert w in line, f"{w!r} not in {line!r}"
+    return line
+
+
+def command_line(cmd: dict[str, Any], service: str, values: dict[tuple[str, str], str] | None = None) -> list[str]:
+    """The argv of a generated command, filled for the service this test uses (and ``values`` for
+    other positional arguments, keyed by (operation, argument))."""
+    if cmd["op"] in WRAPPED:
+        return list(WRAPPED[cmd["op"]])
+    argv = [cmd["group"], cmd["command"]] if cmd["group"] else [cmd["command"]]
+    values = values or {}
+    for p in cmd["params"]:
+        if p["positional"]:
+            if (cmd["op"], p["name"]) in values:
+                argv.append(values[(cmd["op"], p["name"])])
+                continue
+            if not (p["name"] == "service" or (cmd["op"], p["name"]) == ("service.create", "model")):
+                pytest.fail(f"{cmd['op']}: teach this test a value for the argument {p['name']!r}")
+            argv.append(service)
+        elif p["required"]:
+            pytest.fail(f"{cmd['op']}: teach this test a value for the option --{p['cli_name']}")
+    if cmd["op"] == "service.create":
+        argv += ["--command", echo_cmd()]
+    if cmd["op"] in ("service.start", "service.restart"):
+        argv += ["--timeout", "60"]
+    return argv
+
+
+def test_every_generated_command_prints_json(daemon: Daemon, tmp_path: Path) -> None:
+    from tests.modelstore.support import write_gguf
+
+    gguf = write_gguf(tmp_path / "cli-tiny.gguf")
+    values = {
+        ("catalog.show", "name"): "llama-cpp", ("catalog.resolve", "model"): "smollm2-135m",
+        ("model.import", "path"): str(gguf), ("model.info", "model"): "cli-tiny",
+        ("model.scan", "target"): "cli-tiny", ("model.pull", "model"): f"file:{gguf}",
+        ("model.rm", "model"): "cli-tiny",
+    }
+    cmds = MANIFEST["commands"]
+    assert {c["op"] for c in cmds} >= {"service.create", "service.start", "service.list", "system.status"}
+    # create and import first, the ones that remove things last, `down` (which stops the daemon too) at the end.
+    first = {"service.create": 0, "model.import": 1}
+    last = {"service.delete": 1, "model.rm": 1, "stack.down": 2}
+    order = sorted(cmds, key=lambda c: (first.get(c["op"], 2), last.get(c["op"], 0)))
+    outputs: dict[str, Any] = {}
+    for cmd in order:
+        argv = command_line(cmd, "cli-json", values)
+        if cmd["op"] == "model.pull":
+            argv += ["--name", "cli-tiny-pulled"]
+        r = daemon.cli("-o", "json", *argv)
+        assert r.returncode == 0, f"aima -o json {' '.join(argv)}: rc={r.returncode} {r.stderr}"
+        try:
+            outputs[cmd["op"]] = json.loads(r.stdout)
+        except ValueError:
+            pytest.fail(f"aima -o json {' '.join(argv)} printed no JSON:\n{r.stdout}")
+    assert outputs["service.create"]["name"] == "cli-json"
+    assert outputs["service.start"]["outcome"] == "ready"
+    assert outputs["service.delete"]["name"] == "cli-json"
+    assert [s["name"] for s in outputs["stack.up"]["services"]] == ["demo"]
+    assert outputs["stack.down"]["services"][0]["state"] == "stopped"
+    assert daemon.proc is not None and daemon.proc.wait(40) == 0  # `down` stopped the daemon
+
+
+def test_missing_daemon_is_one_line_saying_how_to_start_it(tmp_path: Path) -> None:
+    env = {**os.environ, "AIMA_HOME": str(tmp_path / "home"), "AIMA_URL": f"http://127.0.0.1:{free_port()}"}
+    for args in (["status"], ["service", "list"], ["-o", "json", "service", "status", "x"],
+                 ["service", "create", "m", "--command", echo_cmd()], ["event", "list"], ["mcp"],
+                 ["up", "--timeout", "5"], ["down"]):
+        r = run(env, *args)
+        assert r.returncode == 6, (args, r.returncode, r.stderr)
+        line = one_line_error(r, "aima start", env["AIMA_URL"])
+        assert len(line) < 300, line
+
+
+def test_bad_input_is_one_readable_line(daemon: Daemon) -> None:
+    daemon.create("exists")
+    cases = [
+        (["service", "create", "m", "--command", echo_cmd(), "--replicas", "abc"], ["--replicas"]),
+        (["service", "create", "m", "--command", echo_cmd(), "--config", "novalue"], ["--config", "novalue"]),
+        (["service", "create", "m", "--command", echo_cmd(), "--port", "99999"], ["port"]),
+        (["service", "create", "m", "--command", echo_cmd(), "--restart", "sometimes"], ["restart"]),
+        (["service", "create", "m", "--command", "no-placeholder"], ["{port}"]),
+        (["service", "create", "exists", "--command", echo_cmd()], ["exists", "already exists"]),
+        (["service", "create"], ["model"]),
+        (["service", "status", "ghost"], ["ghost", "does not exist"]),
+        (["-o", "json", "service", "start", "ghost"], ["ghost"]),
+        (["service", "logs", "ghost", "-n", "5"], ["ghost"]),
+        (["service", "logs", "exists", "-n", "abc"], ["--lines"]),
+        (["service", "explode"], ["explode"]),
+        (["--no-such-flag", "status"], ["--no-such-flag"]),
+        (["-o", "yaml", "status"], ["yaml"]),
+    ]
+    for args, words in cases:
+        r = daemon.cli(*args)
+        one_line_error(r, *words)
+    assert [s["name"] for s in daemon.op("service.list")["services"]] == ["exists"]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["service", "create", "--help"], ["service", "list", "--help"]])
+def test_help_imports_no_server_libraries(argv: list[str]) -> None:
+    snippet = (
+        "import sys, json\n"
+        f"sys.argv = ['aima', *{argv!r}]\n"
+        "import aima.surfaces.cli.main as m\n"
+        "try:\n    m.main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "heavy = {'fastapi', 'starlette', 'uvicorn', 'sqlalchemy', 'alembic', 'pydantic', 'pydantic_core',\n"
+        "         'pydantic_settings', 'httpx', 'mcp', 'torch'}\n"
+        "loaded = sorted({k.split('.')[0] for k in sys.modules} & heavy)\n"
+        "print(json.dumps({'code': code, 'loaded': loaded}), file=sys.stderr)\n"
+    )
+    r = subprocess.run([PY, "-c", snippet], capture_output=True, text=True, timeout=60)
+    report = json.loads(r.stderr.strip().splitlines()[-1])
+    assert report == {"code": 0, "loaded": []}, report
+    assert "Usage" in r.stdout and "--help" in r.stdout
+    # And the real entry point answers the same.
+    r = subprocess.run([AIMA, *argv], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "Usage" in r.stdout and r.stderr == ""
+
+
+def test_committed_manifest_is_current() -> None:
+    from aima.surfaces.cli.manifest import PATH, render
+
+    assert PATH.read_text() == render(), "manifest.json is stale: run `make manifest`"
+
+
+def test_start_detach_when_running_then_stop(daemon: Daemon) -> None:
+    assert daemon.proc is not None
+    for args in (["start", "--detach", "--port", str(free_port())], ["start", "--port", str(free_port())]):
+        r = daemon.cli(*args)
+        one_line_error(r, "already running", str(daemon.proc.pid))
+    assert daemon.http.get("/health").status_code == 200  # untouched
+    r = daemon.cli("stop")
+    assert r.returncode == 0 and "stopped" in r.stdout, r.stderr
+    assert daemon.proc.wait(40) == 0
+    assert not (daemon.home / "daemon.pid").exists()
+    with pytest.raises(httpx.HTTPError):
+        daemon.http.get("/health", timeout=2)
+    r = daemon.cli("stop")
+    assert r.returncode == 0 and "not running" in r.stdout
+
+
+def test_service_logs_shows_the_engines_lines(daemon: Daemon) -> None:
+    says = [f"engine-line-{i}" for i in range(1, 9)]
+    daemon.create("chatty", command=echo_cmd(*[x for s in says for x in ("--say", s)]))
+    assert daemon.op("service.start", service="chatty")["outcome"] == "ready"
+    expected = daemon.op("service.logs", service="chatty", lines=5)["lines"]
+    assert len(expected) == 5 and "engine-line-8" in expected and "engine-line-1" not in expected
+    r = daemon.cli("service", "logs", "chatty", "-n", "5")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == expected
+    assert "engine-line-1" not in r.stdout
+    out = daemon.cli_json("service", "logs", "chatty", "--lines", "3")
+    assert out["lines"] == expected[-3:]
+
+
+def test_up_and_down_against_a_running_daemon(daemon: Daemon) -> None:
+    r = daemon.cli("up", "--timeout", "60")
+    assert r.returncode == 0, r.stderr
+    assert "demo" in r.stdout and "ready" in r.stdout
+    demo = daemon.get("demo")
+    assert demo["state"] == "running" and demo["ready"] is True
+    assert len(daemon.engine_processes()) == 1
+    r = daemon.cli("up", "--timeout", "60")  # idempotent: the stack is already up
+    assert r.returncode == 0, r.stderr
+    assert len(daemon.engine_processes()) == 1
+    r = daemon.cli("down")
+    assert r.returncode == 0, r.stderr
+    assert "aima is down" in r.stderr
+    assert daemon.proc is not None and daemon.proc.wait(40) == 0
+    assert daemon.engine_processes() == []
+
+
+def _kill_home(home: Path) -> None:
+    """Clean up after the self-started daemon of a test home: the daemon and any engine it left."""
+    with contextlib.suppress(OSError, ValueError, KeyError, psutil.Error):
+        pid = int(json.loads((home / "daemon.pid").read_text())["pid"])
+        psutil.Process(pid).send_signal(signal.SIGKILL)
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            env = p.environ()
+            if env.get("AIMA_HOME") == str(home) and env.get("AIMA_INSTANCE_ID") and os.getpgid(p.pid) == p.pid:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_up_and_down_with_a_fresh_home_on_a_non_default_port(tmp_path: Path) -> None:
+    home = tmp_path / "fresh-home"
+    port = free_port()
+    env = {**os.environ, "AIMA_HOME": str(home), "AIMA_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    env.pop("AIMA_URL", None)
+    env.pop("AIMA_API_KEY", None)
+    try:
+        r = run(env, "up", "--timeout", "60", timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert f"127.0.0.1:{port}" in r.stderr  # it started its own daemon, on AIMA_PORT
+        info = json.loads((home / "daemon.pid").read_text())
+        assert info["port"] == port
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30)
+        demo = http.get("/api/v1/services/demo").json()
+        assert demo["state"] == "running" and demo["ready"] is True
+        # Other commands reach that daemon with --url.
+        out = json.loads(run(env, "--url", f"http://127.0.0.1:{port}", "-o", "json", "status").stdout)
+        assert out["home"] == str(home) and out["services"] == 1
+        r = run(env, "down", timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "demo" in r.stdout and "stopped" in r.stdout
+        deadline = time.monotonic() + 40
+        while psutil.pid_exists(info["pid"]) and psutil.Process(info["pid"]).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the daemon did not stop"
+            time.sleep(0.05)
+        assert not (home / "daemon.pid").exists()
+        alive = [i["pid"] for i in demo["instances"] if i["pid"] and psutil.pid_exists(i["pid"])]
+        assert alive == [], "`aima down` left the stack running"
+        http.close()
+    finally:
+        _kill_home(home)
