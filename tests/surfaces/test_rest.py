@@ -16,7 +16,17 @@ from tests.conftest import Daemon, echo_cmd
 ERROR_KEYS = {"message", "type", "code", "param", "details"}
 MISSING = "no-such-svc"
 # A valid input for operations whose required fields are not just a service reference.
-BASE_INPUT: dict[str, dict[str, Any]] = {"service.create": {"model": "fuzz-model", "command": echo_cmd()}}
+BASE_INPUT: dict[str, dict[str, Any]] = {
+    "service.create": {"model": "fuzz-model", "command": echo_cmd()},
+    "service.run": {"model": "no-such-model"},
+    "catalog.show": {"name": "llama-cpp"},
+    "catalog.resolve": {"model": "smollm2-135m"},
+    "model.info": {"model": "no-such-model"},
+    "model.rm": {"model": "no-such-model"},
+    "model.pull": {"model": "file:/no/such/file.gguf"},
+    "model.import": {"path": "/no/such/file.gguf"},
+    "model.scan": {"target": "/no/such/file.gguf"},
+}
 
 
 @pytest.fixture(scope="module")

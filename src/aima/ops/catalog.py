@@ -173,7 +173,8 @@ def _stored_path(ctx: Context, plan: Plan) -> str | None:
     return str(rec.path)
 
 
-def _resolve(ctx: Context, inp: ResolveInput) -> Plan:
+def plan_for(ctx: Context, inp: ResolveInput) -> Plan:
+    """Resolve a plan on this machine, using the model store's copy of the weights when it has one."""
     cat = loader.get_catalog(ctx.settings.home)
     facts = _detect(ctx)
     plan = resolve_plan(cat, facts, inp.model, inp.engine, inp.config, inp.model_path, home=ctx.settings.home)
@@ -189,4 +190,4 @@ def _resolve(ctx: Context, inp: ResolveInput) -> Plan:
            cli=Cli(None, "resolve", args=("model",)))
 async def resolve(ctx: Context, inp: ResolveInput) -> Plan:
     """Plan how MODEL would run here: variant, engine, command and config, with where every value came from."""
-    return await asyncio.to_thread(_resolve, ctx, inp)
+    return await asyncio.to_thread(plan_for, ctx, inp)

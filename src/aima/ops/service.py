@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from sqlalchemy import select
 
-from aima import catalog
 from aima.controller import logs as logfiles
 from aima.controller.reconciler import render_command
 from aima.domain.names import is_service_id, name_from_model, new_service_id, valid_name
@@ -112,9 +112,11 @@ def load_view(ctx: Context, service_id: str) -> ServiceView:
 
 # ---------------------------------------------------------------------------- create
 class CreateInput(Input):
-    model: str = Field(min_length=1, max_length=200, description="model name the engine serves")
+    model: str = Field(min_length=1, max_length=200,
+                       description="catalog model (or alias); with --command, the name that engine serves")
     name: str | None = Field(None, description="service name (default: the model name)")
-    engine: str = Field("custom", description="catalog engine; `custom` runs --command")
+    engine: str | None = Field(None, description="catalog engine (default: the best for this hardware); "
+                                                 "`custom` with --command")
     runtime: Literal["native"] = Field("native", description="where instances run")
     command: str | None = Field(None, description="custom engine command line with {port} (and {host}, {model})")
     health: str | None = Field(None, description="health path answering 200 when ready (default /health)")
@@ -133,7 +135,7 @@ class CreateInput(Input):
             raise ValueError("must be a path starting with '/', e.g. /health")
         return v
 
-    @field_validator("model", "name", "command")
+    @field_validator("model", "name")
     @classmethod
     def _printable(cls, v: str | None) -> str | None:
         if v is not None and not v.isprintable():
@@ -144,20 +146,51 @@ class CreateInput(Input):
 @operation("service.create", mutating=True, method="POST", path="/services",
            cli=Cli("service", "create", args=("model",)))
 async def create(ctx: Context, inp: CreateInput) -> ServiceView:
-    """Create a service: serve MODEL with an engine. It is not started until `service start`."""
-    eng = catalog.engine(inp.engine)
-    if eng.name == "custom":
-        if not inp.command:
-            raise InvalidInput("engine 'custom' needs a command: --command \"prog --port {port}\"", field="command")
-        if "{port}" not in inp.command and inp.port is None:
-            raise InvalidInput("command must contain {port} (so aima can give the engine its port) or an "
-                               "explicit --port must be given", field="command")
-    if inp.config and eng.name == "custom":
+    """Create a service: serve MODEL with the engine and config the catalog picks for this hardware (or
+    any engine with --command). It is not started until `service start`."""
+    if inp.command is not None or inp.engine == "custom":
+        d = _custom_definition(inp)
+    else:
+        d = await asyncio.to_thread(_catalog_definition, ctx, inp)
+    return _insert(ctx, inp, d)
+
+
+def _custom_definition(inp: CreateInput) -> dict[str, Any]:
+    if inp.engine not in (None, "custom"):
+        raise InvalidInput(f"--command runs the 'custom' engine; drop --engine {inp.engine} or drop --command "
+                           f"to let the catalog render {inp.engine}'s command", field="command")
+    if not inp.command:
+        raise InvalidInput("engine 'custom' needs a command: --command \"prog --port {port}\"", field="command")
+    if "{port}" not in inp.command and inp.port is None:
+        raise InvalidInput("command must contain {port} (so aima can give the engine its port) or an "
+                           "explicit --port must be given", field="command")
+    if inp.config:
         raise InvalidInput(f"engine 'custom' declares no config keys (got {sorted(inp.config)}); "
                            f"put engine flags in --command", field="config")
-    if inp.command:
-        render_command(inp.command, port=1, host="127.0.0.1", model=inp.model)  # parseable?
-    name = inp.name if inp.name is not None else name_from_model(inp.model)
+    render_command(inp.command, port=1, host="127.0.0.1", model=inp.model)  # parseable?
+    return {"model": inp.model, "engine": "custom", "command": inp.command, "env": dict(inp.env),
+            "health": inp.health, "health_timeout_s": inp.health_timeout_s}
+
+
+def _catalog_definition(ctx: Context, inp: CreateInput) -> dict[str, Any]:
+    """The catalog's plan for this model on this hardware, as a service definition (lifecycle rule 3:
+    the rendered command is stored, so the service runs the same way until it is re-created)."""
+    from aima.ops.catalog import ResolveInput, plan_for
+
+    plan = plan_for(ctx, ResolveInput(model=inp.model, engine=inp.engine, config=dict(inp.config)))
+    if not plan.model_path_exists:
+        hint = f"pull it with `aima model pull {plan.model}`, or `aima run {plan.model}` pulls and starts it"
+        if plan.convert is not None:
+            hint = "; ".join(plan.notes) or f"it needs a conversion ({plan.convert.tool}) first"
+        raise NotFound(f"model {plan.model} ({plan.format}, variant {plan.variant}) is not on this machine: {hint}",
+                       field="model")
+    return {"model": plan.model, "engine": plan.engine, "command": plan.command,
+            "env": {**plan.env, **inp.env}, "health": inp.health or plan.health_path,
+            "health_timeout_s": inp.health_timeout_s or plan.health_timeout_s}
+
+
+def _insert(ctx: Context, inp: CreateInput, d: dict[str, Any]) -> ServiceView:
+    name = inp.name if inp.name is not None else name_from_model(d["model"])
     if not valid_name(name):
         raise InvalidInput(f"service name {name!r} is invalid: use letters, digits and . _ : - "
                            f"(up to 128, not starting with a symbol, not like svc-xxxxxxxx)", field="name")
@@ -177,15 +210,15 @@ async def create(ctx: Context, inp: CreateInput) -> ServiceView:
                     raise Conflict(f"port {min(held & wanted)} already belongs to service "
                                    f"{other_name!r}; choose another --port", field="port")
         s.add(ServiceRow(
-            id=sid, name=name, model=inp.model, engine=eng.name, runtime=inp.runtime, command=inp.command,
-            health_path=inp.health, health_timeout_s=inp.health_timeout_s, explicit_port=inp.port,
+            id=sid, name=name, model=d["model"], engine=d["engine"], runtime=inp.runtime, command=d["command"],
+            health_path=d["health"], health_timeout_s=d["health_timeout_s"], explicit_port=inp.port,
             ports=list(range(inp.port, inp.port + inp.replicas)) if inp.port else [],
-            replicas=inp.replicas, config=dict(inp.config), env=dict(inp.env),
+            replicas=inp.replicas, config=dict(inp.config), env=d["env"],
             restart_policy=inp.restart.value,
             desired="stopped", state="created", restarts=0, created_at=now, updated_at=now,
         ))
-    ctx.bus.publish("service.created", f"service {name} created for model {inp.model}", service_id=sid,
-                    name=name, model=inp.model)
+    ctx.bus.publish("service.created", f"service {name} created for model {d['model']} ({d['engine']})",
+                    service_id=sid, name=name, model=d["model"], engine=d["engine"])
     return load_view(ctx, sid)
 
 
@@ -324,3 +357,68 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+# ---------------------------------------------------------------------------- run
+class RunInput(Input):
+    model: str = Field(min_length=1, max_length=200, description="catalog model name or alias")
+    engine: str | None = Field(None, description="catalog engine (default: the best for this hardware)")
+    config: dict[str, str] = Field(default_factory=dict, description="engine config keys, k=v (they win)")
+    name: str | None = Field(None, description="service name (default: the model name)")
+    pull: bool = Field(True, description="pull the model when it is not on this machine")
+    wait: bool = Field(True, description="wait until ready, failed, or the timeout")
+    timeout_s: float | None = Field(None, gt=0, le=86400,
+                                    description="seconds to wait (default: the engine's health timeout)",
+                                    json_schema_extra=cli("timeout"))
+
+
+class RunOutput(StartOutput):
+    pulled: bool = Field(description="the model was pulled by this call")
+    reused: bool = Field(description="an existing service with the same definition was used")
+
+
+@operation("service.run", mutating=True, method="POST", path="/run", cli=None)
+async def run(ctx: Context, inp: RunInput) -> RunOutput:
+    """Resolve MODEL for this hardware, pull it if missing, create the service (or reuse an identical
+    one), start it and wait until it is ready. Running it again changes nothing that is already right."""
+    from aima.ops.catalog import ResolveInput, plan_for
+
+    plan = await asyncio.to_thread(plan_for, ctx, ResolveInput(model=inp.model, engine=inp.engine,
+                                                               config=dict(inp.config)))
+    pulled = False
+    if not plan.model_path_exists and inp.pull and plan.convert is None:
+        from aima.ops.model import _run_pull, options_of
+
+        await _run_pull(ctx, inp.model, plan.source_spec, name=plan.model, mtype=plan.model_type,
+                        sha256=plan.source.sha256, size=int(plan.source.size_bytes or 0) or None, force=False,
+                        options=options_of(ctx))
+        pulled = True
+    create_inp = CreateInput(model=plan.model, name=inp.name, engine=plan.engine, config=dict(inp.config))
+    existing = _identical(ctx, create_inp, plan.command)
+    if existing is None:
+        view = await create(ctx, create_inp)
+        sid, reused = view.id, False
+    else:
+        sid, reused = existing.id, True
+    res = await ctx.reconciler.ensure_running(sid, wait=inp.wait, timeout_s=inp.timeout_s)
+    return RunOutput(outcome=res.outcome, message=res.message, service=load_view(ctx, sid), pulled=pulled,
+                     reused=reused)
+
+
+def _identical(ctx: Context, inp: CreateInput, command: str) -> ServiceRow | None:
+    """A service with the same model, engine, command and config (by name when one is given)."""
+    with ctx.db.session() as s:
+        q = select(ServiceRow).where(ServiceRow.model == inp.model, ServiceRow.engine == inp.engine)
+        rows = list(s.scalars(q.order_by(ServiceRow.created_at)))
+    same = [r for r in rows if r.command == command and dict(r.config or {}) == dict(inp.config)]
+    if inp.name is not None:
+        named = [r for r in same if r.name == inp.name]
+        if not named:
+            try:
+                other = find_service(ctx, inp.name)
+            except NotFound:
+                return None
+            raise Conflict(f"a service named {inp.name!r} already exists with another definition "
+                           f"(model {other.model}, engine {other.engine}); choose another --name", field="name")
+        return named[0]
+    return same[0] if same else None

@@ -379,6 +379,33 @@ def down_cmd() -> None:
     print("aima is down", file=sys.stderr)  # stdout stays the result (parseable with -o json)
 
 
+@app.command("run")
+@guarded
+def run_cmd(
+    model: str = typer.Argument(..., help="catalog model name or alias"),
+    engine: str | None = typer.Option(None, "--engine", help="catalog engine (default: best for this hardware)"),
+    config: list[str] | None = typer.Option(None, "--config", help="engine config key=value (repeatable)"),
+    name: str | None = typer.Option(None, "--name", help="service name (default: the model name)"),
+    timeout: float | None = typer.Option(None, "--timeout", help="seconds to wait for ready"),
+    detach: bool = typer.Option(False, "--detach", "-d", help="just serve: print the endpoint and return"),
+) -> None:
+    """Resolve, pull, create, start and wait for MODEL, then chat with it (or --detach to just serve)."""
+    from aima.surfaces.cli.progress import call_with_progress
+
+    data: dict[str, Any] = {"model": model, "config": _pairs(config, "config")}
+    for k, v in (("engine", engine), ("name", name), ("timeout_s", timeout)):
+        if v is not None:
+            data[k] = v
+    result = call_with_progress(Opts.url, Opts.api_key, "service.run", data)
+    svc = result["service"]
+    if Opts.output == "json" or detach or result["outcome"] != "ready":
+        _print({"table": None, "columns": []}, result)
+        return
+    from aima.surfaces.cli.chat import interactive
+
+    interactive(svc)
+
+
 @app.command("mcp")
 @guarded
 def mcp_cmd() -> None:

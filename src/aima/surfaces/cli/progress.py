@@ -110,7 +110,7 @@ def call_with_progress(url: str, api_key: str | None, op: str, data: dict[str, A
     from aima.surfaces.cli.client import Client
 
     data = absolute_paths(op, data)
-    request = data.get("model") if op == "model.pull" else data.get("path")
+    request = data.get("model") if op in ("model.pull", "service.run") else data.get("path")
     wanted_name = data.get("name")
 
     def match(d: dict[str, Any]) -> bool:
