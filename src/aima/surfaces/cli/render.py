@@ -39,6 +39,9 @@ def show(result: Any, output: str, table: str | None = None, columns: list[str] 
     if not isinstance(result, dict):
         console.print(result)
         return
+    if {"variant", "engine", "config", "rejected", "fit"} <= result.keys():
+        _plan(console, result)
+        return
     if "outcome" in result and "service" in result:
         _outcome(console, result)
         return
@@ -58,6 +61,38 @@ def _outcome(console: Any, result: dict[str, Any]) -> None:
     where = f" at {svc['endpoint']}" if svc.get("endpoint") else ""
     console.print(f"[{style}]{svc['name']}: {out}[/]{where}" + (f" — {result['message']}" if result["message"] else ""))
     _service(console, svc)
+
+
+def _plan(console: Any, plan: dict[str, Any]) -> None:
+    """A resolved plan, for a person: what runs, with every value's provenance and every rejection."""
+    from rich.table import Table
+
+    console.print(f"[bold]{plan['model']}[/] ({plan['model_type']}) → variant [bold]{plan['variant']}[/] "
+                  f"on [bold]{plan['engine']}[/] ({plan['device']}, {plan['format']})")
+    console.print(f"  why: {plan['reason']}")
+    fit = plan.get("fit") or {}
+    if fit.get("message"):
+        console.print(f"  fit: {fit['status']} — {fit['message']}")
+    for adj in fit.get("adjustments") or []:
+        console.print(f"  lowered: {adj}")
+    present = "present" if plan.get("model_path_exists") else f"missing (source {plan.get('source_spec')})"
+    console.print(f"  weights: {plan['model_path']} — {present}")
+    console.print(f"  command: {plan['command']}")
+    t = Table("config", "value", "from", "why", title=None)
+    for key, c in (plan.get("config") or {}).items():
+        over = ", ".join(f"{o['source']}={fmt(o['value'])}" for o in c.get("overrides") or [])
+        why = c.get("reason") or ""
+        if over:
+            why = f"{why} (over {over})".strip()
+        t.add_row(key, fmt(c.get("value")), c.get("source") or "-", _short(why, 60))
+    console.print(t)
+    if plan.get("rejected"):
+        r = Table("rejected variant", "engine", "why not")
+        for rej in plan["rejected"]:
+            r.add_row(rej["variant"], rej["engine"], rej["reason"])
+        console.print(r)
+    for note in plan.get("notes") or []:
+        console.print(f"  note: {note}")
 
 
 def _service(console: Any, svc: dict[str, Any]) -> None:
