@@ -39,6 +39,9 @@ def show(result: Any, output: str, table: str | None = None, columns: list[str] 
     if not isinstance(result, dict):
         console.print(result)
         return
+    if {"platform", "cpu", "memory", "gpus", "effective"} <= result.keys():
+        _hardware(console, result)
+        return
     if {"variant", "engine", "config", "rejected", "fit"} <= result.keys():
         _plan(console, result)
         return
@@ -61,6 +64,40 @@ def _outcome(console: Any, result: dict[str, Any]) -> None:
     where = f" at {svc['endpoint']}" if svc.get("endpoint") else ""
     console.print(f"[{style}]{svc['name']}: {out}[/]{where}" + (f" — {result['message']}" if result["message"] else ""))
     _service(console, svc)
+
+
+def _gib(n: Any) -> str:
+    return "unknown" if n is None else f"{n / 2**30:.1f} GiB"
+
+
+def _hardware(console: Any, hw: dict[str, Any]) -> None:
+    """Detected hardware, for a person; unknown facts say so."""
+    from rich.table import Table
+
+    p, c, m, e, g = hw["platform"], hw["cpu"], hw["memory"], hw["effective"], hw["cgroup"]
+    console.print(f"[bold]{p['os']}/{p['arch']}[/], Python {p['python']}")
+    console.print(f"CPU: {c.get('model') or 'unknown'} — {fmt(c.get('cores_logical'))} logical / "
+                  f"{fmt(c.get('cores_physical'))} physical cores, {c.get('isa_level') or ''} "
+                  f"({', '.join(c.get('flags') or []) or 'no flags read'})")
+    console.print(f"RAM: {_gib(m.get('total_bytes'))} total, {_gib(m.get('available_bytes'))} available")
+    if g.get("version"):
+        limit = _gib(g["memory_limit_bytes"]) if g.get("memory_limit_bytes") else "none"
+        quota = f"{g['cpu_quota_cores']:g} cores" if g.get("cpu_quota_cores") else "none"
+        console.print(f"cgroup v{g['version']}: memory limit {limit}, CPU quota {quota}")
+    console.print(f"usable: {fmt(e.get('cpu_cores'))} cores, {_gib(e.get('memory_available_bytes'))} memory")
+    for d in hw.get("disks") or []:
+        console.print(f"disk {d['path']}: {_gib(d.get('free_bytes'))} free of {_gib(d.get('total_bytes'))}")
+    if hw["gpus"]:
+        t = Table("#", "vendor", "name", "arch", "memory", "free", "unified", "driver")
+        for x in hw["gpus"]:
+            t.add_row(fmt(x.get("index")), x.get("vendor") or "-", x.get("name") or "-", x.get("arch") or "-",
+                      _gib(x.get("memory_total_bytes")), _gib(x.get("memory_free_bytes")),
+                      fmt(x.get("unified_memory")), x.get("driver_version") or "-")
+        console.print(t)
+    else:
+        console.print("GPUs: none found")
+    for note in hw.get("notes") or []:
+        console.print(f"  note: {note}")
 
 
 def _plan(console: Any, plan: dict[str, Any]) -> None:
