@@ -3,8 +3,13 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ENGINES_STAMP := $(VENV)/.engines
+# llama-cpp-python ships only an sdist; its wheel is compiled once per machine (-march=native, so never copy
+# it to another CPU) and kept here, so later installs take seconds.
+WHEELS ?= $(HOME)/.cache/aima/wheels
+LLAMA_CPP_VERSION := 0.3.36
 
-.PHONY: install run test lint bench manifest clean down
+.PHONY: install engines run test lint bench manifest clean down
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,13 +19,33 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+# The embedded engines (llama.cpp, faster-whisper, piper) and the bert-to-gguf converter: the `engines` extra.
+$(ENGINES_STAMP): $(STAMP) pyproject.toml
+	@if ! ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
+	  mkdir -p $(WHEELS); \
+	  echo "aima: building llama-cpp-python $(LLAMA_CPP_VERSION) once — about 4 min on 2 cores — cached in $(WHEELS)"; \
+	  start=$$(date +%s); \
+	  ( n=0; while sleep 5; do n=$$((n + 1)); test $$((n % 6)) -ne 0 || \
+	    echo "aima:   still compiling llama-cpp-python ($$(( $$(date +%s) - start ))s)"; done ) & hb=$$!; \
+	  CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS=-DLLAVA_BUILD=OFF \
+	    $(BIN)/python -m pip wheel --no-deps --progress-bar off -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION); \
+	  rc=$$?; kill $$hb 2>/dev/null; \
+	  test $$rc -eq 0 || { echo "aima: llama-cpp-python build failed (exit $$rc); needs gcc, cmake (apt-get install build-essential cmake)"; exit $$rc; }; \
+	  echo "aima: built llama-cpp-python in $$(( $$(date +%s) - start ))s"; \
+	fi
+	@echo "aima: installing engines (llama-cpp-python from $(WHEELS), faster-whisper, piper-tts)"
+	@$(BIN)/python -m pip install -q --find-links $(WHEELS) --only-binary llama-cpp-python -e '.[dev,engines]'
+	@touch $(ENGINES_STAMP)
+
+engines: $(ENGINES_STAMP)
+
+run: $(ENGINES_STAMP)
 	$(BIN)/aima up
 
 down: $(STAMP)
 	$(BIN)/aima down
 
-test: $(STAMP)
+test: $(ENGINES_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     events_keep: int = 20000
     hf_endpoint: str | None = None  # AIMA_HF_ENDPOINT: a Hugging Face hub or mirror (default: the client's)
     ms_endpoint: str | None = None  # AIMA_MS_ENDPOINT: a ModelScope hub or mirror (default: the client's)
+    # The gateway. AIMA_API_KEY is also accepted by the daemon as a key (a bootstrap key: with it set, the
+    # daemon needs a key before any was created); keys made with `aima key create` live in the database.
+    api_key: str | None = None
+    gateway_timeout_s: float = 600.0  # an engine's answer must begin within this (504 otherwise)
+    # Per-device memory budget for load on demand, e.g. "cpu=8GiB,gpu0=20GiB" (default: each device's total).
+    memory_budget: str | None = None
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

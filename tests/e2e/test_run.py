@@ -14,66 +14,12 @@ import httpx
 import pytest
 
 from tests.conftest import Daemon
-
-ENGINE = """\
-name: echo-engine
-description: aima's echo server as a catalog engine (tests only)
-model_types: [llm]
-formats: [gguf]
-command: ["{python}", "-m", "aima.engines.echo", "--model", "{model_name}", "--say", "weights {model_path}"]
-host_flag: --host
-ports:
-  - {name: http, flag: --port, primary: true}
-config:
-  ready_after:
-    flag: --ready-after
-    type: float
-    min: 0
-    description: seconds before /health answers 200
-health:
-  path: /health
-  timeout_s: 60
-identity:
-  required: true
-runtime:
-  prefer: native
-"""
-
-MODEL = """\
-name: echo-model
-type: llm
-family: echo
-description: a local file served by the echo engine (tests only)
-aliases: [echo-alias]
-sources:
-  - id: local
-    type: local
-    path: {path}
-    format: gguf
-variants:
-  - name: cpu
-    engine: echo-engine
-    device: cpu
-    format: gguf
-    source: local
-    config:
-      ready_after: 0.2
-    memory:
-      required_bytes: 1MiB
-"""
+from tests.e2e.echo_catalog import write_echo_catalog
 
 
 @pytest.fixture
 def daemon_env(aima_home: Path, tmp_path: Path) -> dict[str, str]:
-    weights = tmp_path / "weights" / "echo.gguf"
-    weights.parent.mkdir(parents=True)
-    from tests.modelstore.support import write_gguf
-
-    write_gguf(weights)
-    (aima_home / "catalog" / "engines").mkdir(parents=True)
-    (aima_home / "catalog" / "models").mkdir(parents=True)
-    (aima_home / "catalog" / "engines" / "echo-engine.yaml").write_text(ENGINE)
-    (aima_home / "catalog" / "models" / "echo-model.yaml").write_text(MODEL.format(path=weights))
+    write_echo_catalog(aima_home, tmp_path / "weights" / "echo.gguf")
     return {}
 
 

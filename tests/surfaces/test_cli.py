@@ -17,10 +17,23 @@ import psutil
 import pytest
 
 from tests.conftest import AIMA, PY, Daemon, echo_cmd, free_port
+from tests.e2e.echo_catalog import write_echo_catalog
 
 MANIFEST = json.loads((Path(__file__).parents[2] / "src/aima/surfaces/cli/manifest.json").read_text())
-# Commands wrapped by `aima up` / `aima down` rather than exposed as `aima stack ...`.
-WRAPPED = {"stack.up": ["up", "--timeout", "60"], "stack.down": ["down"]}
+# Commands wrapped by `aima up` / `aima down` rather than exposed as `aima stack ...`. `up` brings up the
+# overlay's echo model (see daemon_env below) without the live checks: the echo engine is no model, and
+# the real stack with its checks is tests/e2e/test_stack.py's (it needs the real engines and models).
+WRAPPED = {"stack.up": ["up", "--model", "echo-model", "--no-check", "--timeout", "60"], "stack.down": ["down"]}
+# Commands that need a real engine of their model type: tests/e2e/test_stack.py runs each of them, with
+# -o json, against the real stack.
+REAL_ENGINES = {"inference.embed", "inference.speak", "inference.transcribe"}
+
+
+@pytest.fixture
+def daemon_env(aima_home: Path, tmp_path: Path) -> dict[str, str]:
+    """Every daemon of this module has the echo engine and model in its catalog overlay."""
+    write_echo_catalog(aima_home, tmp_path / "weights" / "echo.gguf")
+    return {}
 
 
 def run(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -72,20 +85,27 @@ def test_every_generated_command_prints_json(daemon: Daemon, tmp_path: Path) -> 
         ("catalog.show", "name"): "llama-cpp", ("catalog.resolve", "model"): "smollm2-135m",
         ("model.import", "path"): str(gguf), ("model.info", "model"): "cli-tiny",
         ("model.scan", "target"): "cli-tiny", ("model.pull", "model"): f"file:{gguf}",
-        ("model.rm", "model"): "cli-tiny",
+        ("model.rm", "model"): "cli-tiny", ("inference.chat", "model"): "cli-json",
+        ("inference.chat", "prompt"): "hello there",
     }
-    cmds = MANIFEST["commands"]
+    cmds = [c for c in MANIFEST["commands"] if c["op"] not in REAL_ENGINES]
     assert {c["op"] for c in cmds} >= {"service.create", "service.start", "service.list", "system.status"}
-    # create and import first, the ones that remove things last, `down` (which stops the daemon too) at the end.
-    first = {"service.create": 0, "model.import": 1}
-    last = {"service.delete": 1, "model.rm": 1, "stack.down": 2}
-    order = sorted(cmds, key=lambda c: (first.get(c["op"], 2), last.get(c["op"], 0)))
+    # create, import and start first (chat needs the service ready), the ones that remove things last,
+    # `down` (which stops the daemon too) at the end.
+    first = {"service.create": 0, "model.import": 1, "service.start": 2, "inference.chat": 3}
+    # API keys: list, create (from then on every call needs the key), revoke it (open again) before `down`.
+    last = {"service.delete": 1, "model.rm": 1, "key.list": 1.2, "key.create": 1.4, "key.revoke": 1.6,
+            "stack.down": 2}
+    order = sorted(cmds, key=lambda c: (first.get(c["op"], 4), last.get(c["op"], 0)))
     outputs: dict[str, Any] = {}
     for cmd in order:
+        if cmd["op"] == "key.revoke":
+            values[("key.revoke", "key")] = outputs["key.create"]["id"]
         argv = command_line(cmd, "cli-json", values)
         if cmd["op"] == "model.pull":
             argv += ["--name", "cli-tiny-pulled"]
-        r = daemon.cli("-o", "json", *argv)
+        key = ["--api-key", outputs["key.create"]["key"]] if cmd["op"] == "key.revoke" else []
+        r = daemon.cli("-o", "json", *key, *argv)
         assert r.returncode == 0, f"aima -o json {' '.join(argv)}: rc={r.returncode} {r.stderr}"
         try:
             outputs[cmd["op"]] = json.loads(r.stdout)
@@ -94,8 +114,14 @@ def test_every_generated_command_prints_json(daemon: Daemon, tmp_path: Path) -> 
     assert outputs["service.create"]["name"] == "cli-json"
     assert outputs["service.start"]["outcome"] == "ready"
     assert outputs["service.delete"]["name"] == "cli-json"
-    assert [s["name"] for s in outputs["stack.up"]["services"]] == ["demo"]
-    assert outputs["stack.down"]["services"][0]["state"] == "stopped"
+    assert outputs["key.list"]["keys"] == [] and outputs["key.create"]["key"].startswith("aima-")
+    assert outputs["key.revoke"]["active"] is False
+    assert outputs["inference.chat"]["text"] == "echo: hello there"
+    assert outputs["inference.chat"]["service"] == "cli-json"
+    up = outputs["stack.up"]
+    assert [(s["name"], s["outcome"], s["check"]) for s in up["services"]] == [("echo-model", "ready", "skipped")]
+    assert up["ok"] is True
+    assert [(s["name"], s["state"]) for s in outputs["stack.down"]["services"]] == [("echo-model", "stopped")]
     assert daemon.proc is not None and daemon.proc.wait(40) == 0  # `down` stopped the daemon
 
 
@@ -191,16 +217,21 @@ def test_service_logs_shows_the_engines_lines(daemon: Daemon) -> None:
     assert out["lines"] == expected[-3:]
 
 
+UP_ECHO = ("up", "--model", "echo-model", "--no-check", "--timeout", "60")
+
+
 def test_up_and_down_against_a_running_daemon(daemon: Daemon) -> None:
-    r = daemon.cli("up", "--timeout", "60")
+    r = daemon.cli(*UP_ECHO)
     assert r.returncode == 0, r.stderr
-    assert "demo" in r.stdout and "ready" in r.stdout
-    demo = daemon.get("demo")
-    assert demo["state"] == "running" and demo["ready"] is True
+    assert "echo-model" in r.stdout and "running" in r.stdout  # the table
+    assert "echo-model" in r.stderr and "ready" in r.stderr  # the live progress
+    echo = daemon.get("echo-model")
+    assert echo["state"] == "running" and echo["ready"] is True
     assert len(daemon.engine_processes()) == 1
-    r = daemon.cli("up", "--timeout", "60")  # idempotent: the stack is already up
+    r = daemon.cli(*UP_ECHO)  # idempotent: the stack is already up
     assert r.returncode == 0, r.stderr
     assert len(daemon.engine_processes()) == 1
+    assert daemon.get("echo-model")["instances"][0]["pid"] == echo["instances"][0]["pid"]
     r = daemon.cli("down")
     assert r.returncode == 0, r.stderr
     assert "aima is down" in r.stderr
@@ -226,27 +257,28 @@ def test_up_and_down_with_a_fresh_home_on_a_non_default_port(tmp_path: Path) -> 
     env = {**os.environ, "AIMA_HOME": str(home), "AIMA_PORT": str(port), "PYTHONUNBUFFERED": "1"}
     env.pop("AIMA_URL", None)
     env.pop("AIMA_API_KEY", None)
+    write_echo_catalog(home, tmp_path / "weights" / "echo.gguf")
     try:
-        r = run(env, "up", "--timeout", "60", timeout=120)
+        r = run(env, *UP_ECHO, timeout=120)
         assert r.returncode == 0, r.stderr
         assert f"127.0.0.1:{port}" in r.stderr  # it started its own daemon, on AIMA_PORT
         info = json.loads((home / "daemon.pid").read_text())
         assert info["port"] == port
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30)
-        demo = http.get("/api/v1/services/demo").json()
-        assert demo["state"] == "running" and demo["ready"] is True
+        echo = http.get("/api/v1/services/echo-model").json()
+        assert echo["state"] == "running" and echo["ready"] is True
         # Other commands reach that daemon with --url.
         out = json.loads(run(env, "--url", f"http://127.0.0.1:{port}", "-o", "json", "status").stdout)
         assert out["home"] == str(home) and out["services"] == 1
         r = run(env, "down", timeout=120)
         assert r.returncode == 0, r.stderr
-        assert "demo" in r.stdout and "stopped" in r.stdout
+        assert "echo-model" in r.stdout and "stopped" in r.stdout
         deadline = time.monotonic() + 40
         while psutil.pid_exists(info["pid"]) and psutil.Process(info["pid"]).status() != psutil.STATUS_ZOMBIE:
             assert time.monotonic() < deadline, "the daemon did not stop"
             time.sleep(0.05)
         assert not (home / "daemon.pid").exists()
-        alive = [i["pid"] for i in demo["instances"] if i["pid"] and psutil.pid_exists(i["pid"])]
+        alive = [i["pid"] for i in echo["instances"] if i["pid"] and psutil.pid_exists(i["pid"])]
         assert alive == [], "`aima down` left the stack running"
         http.close()
     finally:

@@ -19,6 +19,7 @@ MISSING = "no-such-svc"
 BASE_INPUT: dict[str, dict[str, Any]] = {
     "service.create": {"model": "fuzz-model", "command": echo_cmd()},
     "service.run": {"model": "no-such-model"},
+    "key.revoke": {"key": "no-such-key"},
     "catalog.show": {"name": "llama-cpp"},
     "catalog.resolve": {"model": "smollm2-135m"},
     "model.info": {"model": "no-such-model"},
@@ -26,6 +27,10 @@ BASE_INPUT: dict[str, dict[str, Any]] = {
     "model.pull": {"model": "file:/no/such/file.gguf"},
     "model.import": {"path": "/no/such/file.gguf"},
     "model.scan": {"target": "/no/such/file.gguf"},
+    "inference.chat": {"model": "no-such-model", "prompt": "hi"},
+    "inference.embed": {"model": "no-such-model", "inputs": ["hi"]},
+    "inference.speak": {"model": "no-such-model", "text": "hi"},
+    "inference.transcribe": {"model": "no-such-model", "audio": "UklGRg=="},
 }
 
 

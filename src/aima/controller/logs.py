@@ -60,8 +60,16 @@ def read_from(path: Path, offset: int, limit_bytes: int = 1 << 20) -> tuple[list
     return text.splitlines(), offset + end + 1
 
 
+_FRAME = re.compile(r'^\s+File ".*", line \d+')
+
+
 def find_fatal(lines: list[str], patterns: list[re.Pattern[str]]) -> str | None:
-    for line in lines:
+    """The first line matching a fatal pattern. The source line a Python traceback quotes under a
+    ``File "...", line N`` frame is skipped: the error itself (``ValueError: ...``, with the values
+    filled in) follows at the end of the traceback."""
+    for i, line in enumerate(lines):
+        if i and _FRAME.match(lines[i - 1]):
+            continue
         for pat in patterns:
             if pat.search(line):
                 return line.strip()

@@ -33,7 +33,7 @@ from aima.controller.ports import PortAllocator, port_is_free
 from aima.controller.probes import probe
 from aima.domain.names import new_instance_id
 from aima.domain.states import ACTIVE, Desired, RestartPolicy, State, aggregate, backoff_delay
-from aima.errors import AimaError, EngineError, InvalidInput, NotFound, PortInUse
+from aima.errors import AimaError, EngineError, InsufficientMemory, InvalidInput, NotFound, PortInUse
 from aima.runtimes import get_runtime
 from aima.runtimes.base import Handle, LaunchSpec, Observation, Runtime
 from aima.store.db import Database
@@ -69,6 +69,13 @@ class Reconciler:
         self._http: httpx.AsyncClient | None = None
         self._ticks = 0
         self.booted_at: float | None = None
+        # Set by the daemon: the gateway's record of use, ``last_used(service_id)`` (wall time of the last
+        # inference request) and ``inflight(service_id)``; read to unload idle services.
+        self.usage: Any = None
+        self._loading: dict[str, asyncio.Task[StartOutcome]] = {}
+        self._unloading: dict[str, asyncio.Task[bool]] = {}
+        self._rechecks: dict[str, asyncio.Task[None]] = {}
+        self._budgets: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ plumbing
     def runtime(self, name: str) -> Runtime:
@@ -104,7 +111,8 @@ class Reconciler:
 
     async def close(self) -> None:
         """Stop watching; instances keep running (lifecycle rule 12)."""
-        tasks = [t for t in (self._task, *self._watchers.values(), *self._restarts.values()) if t]
+        tasks = [t for t in (self._task, *self._watchers.values(), *self._restarts.values(),
+                             *self._loading.values(), *self._unloading.values(), *self._rechecks.values()) if t]
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -614,9 +622,13 @@ class Reconciler:
                 self._watch(inst)
             elif inst.state == State.running.value and now >= self._health_due.get(inst.id, 0):
                 self._health_due[inst.id] = now + 2.0
+                if self._busy(inst.service_id):
+                    continue  # answering proves it alive; a probe would disturb it (llama.cpp's server ends a
+                    # running stream when another request, such as GET /v1/models, arrives)
                 checks.append(self._check_health(inst))
         if checks:
             await asyncio.gather(*checks, return_exceptions=True)
+        self._unload_idle()
         if self._ticks % 10 == 0:
             for inst in rows:
                 if inst.log_path:
@@ -644,6 +656,174 @@ class Reconciler:
             if misses >= 3 and fresh.ready:
                 self._set_instance(fresh, State.running, f"not ready: {res.detail}", ready=False)
                 self._sync_service(inst.service_id, message=f"instance {inst.id} not ready: {res.detail}")
+
+    # ------------------------------------------------------------------ gateway feedback: re-check now
+    def recheck(self, instance_id: str) -> None:
+        """The gateway could not reach this instance: observe and probe it now, not at the next health
+        check. Dead: the restart policy applies; alive but not answering: not ready at once (the health
+        checks make it ready again when it answers)."""
+        if instance_id in self._rechecks:
+            return
+        t = asyncio.create_task(self._recheck(instance_id), name=f"recheck-{instance_id}")
+        self._rechecks[instance_id] = t
+        t.add_done_callback(lambda _t: self._rechecks.pop(instance_id, None))
+
+    async def _recheck(self, inst_id: str) -> None:
+        try:
+            inst = self._reload(inst_id)
+            if inst is None or inst.state != State.running.value:
+                return
+            if not self._observe(inst).alive:
+                async with self.lock(inst.service_id):
+                    fresh = self._reload(inst_id)
+                    if fresh is not None and fresh.state in ACTIVE_NAMES and fresh.state != State.stopping.value:
+                        self._on_exit(fresh, self._observe(fresh))
+                return
+            svc = self._service(inst.service_id)
+            engine = catalog.engine(svc.engine)
+            health = svc.health_path if svc.health_path is not None else engine.health_path
+            res = await probe(self.http, inst.host, inst.port or 0, health, svc.model, engine.identity_required)
+            if res.ready:
+                return
+            async with self.lock(inst.service_id):
+                fresh = self._reload(inst_id)
+                if fresh is None or fresh.state != State.running.value or not fresh.ready:
+                    return
+                self._health_fail[inst_id] = 3
+                msg = f"not ready: unreachable from the gateway ({res.detail})"
+                self._set_instance(fresh, State.running, msg, ready=False)
+                self._sync_service(inst.service_id, message=f"instance {inst_id} {msg}")
+            self._health_due[inst_id] = 0.0
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a re-check must never take the daemon down
+            log.exception("re-check of %s failed", inst_id)
+
+    # ------------------------------------------------------------------ load on demand, idle unload
+    def _busy(self, service_id: str) -> bool:
+        return bool(self.usage is not None and self.usage.inflight(service_id))
+
+    def last_use(self, svc: ServiceRow) -> float:
+        """When a service was last used: its last inference request, else when it became ready (or the
+        daemon booted, whichever is later)."""
+        times = [self.usage.last_used(svc.id) if self.usage is not None else None, self.booted_at]
+        times += [i.ready_at for i in self._instances(svc.id, ACTIVE_NAMES)]
+        known = [t for t in times if t]
+        return max(known) if known else time.time()
+
+    def _unload_idle(self) -> None:
+        """Stop every running, unpinned service with an idle TTL that saw no request for that long."""
+        with self.db.session() as s:
+            rows = list(s.scalars(select(ServiceRow).where(
+                ServiceRow.idle_ttl_s.is_not(None), ServiceRow.pinned.is_(False),
+                ServiceRow.desired == Desired.running.value, ServiceRow.state == State.running.value)))
+        now = time.time()
+        for svc in rows:
+            sid = svc.id
+            if sid in self._unloading or sid in self._loading or self.lock(sid).locked() or self._busy(sid):
+                continue
+            idle = now - self.last_use(svc)
+            ttl = float(svc.idle_ttl_s or 0)
+            if idle >= ttl:
+                t = asyncio.create_task(self.unload(sid, f"idle for {idle:.0f}s (idle TTL {ttl:g}s)", why="idle",
+                                                    idle_ttl_s=ttl), name=f"unload-{sid}")
+                self._unloading[sid] = t
+                t.add_done_callback(lambda _t, sid=sid: self._unloading.pop(sid, None))
+
+    async def unload(self, service_id: str, reason: str, *, why: str = "idle",
+                     idle_ttl_s: float | None = None) -> bool:
+        """Stop a service that is idle (``why="idle"``) or in the way of another's load (``"memory"``). A
+        pinned service is never unloaded; one used again meanwhile stays. True when it was unloaded."""
+        t0 = time.monotonic()
+        async with self.lock(service_id):
+            try:
+                svc = self._service(service_id)
+            except NotFound:
+                return False
+            if svc.pinned or svc.desired != Desired.running.value or self._busy(service_id):
+                return False
+            if idle_ttl_s is not None and time.time() - self.last_use(svc) < idle_ttl_s:
+                return False  # a request came in meanwhile
+            self._update_service(service_id, desired=Desired.stopped.value)
+            self._cancel_restart(service_id)
+            await self._stop_instances(service_id)
+            again = "; the next request loads it again" if svc.idle_ttl_s is not None else ""
+            self._sync_service(service_id, message=f"unloaded {reason}{again}")
+        self.bus.publish("service.unloaded", f"service {svc.name} unloaded {reason}", service_id=service_id,
+                         name=svc.name, model=svc.model, why=why, reason=reason,
+                         duration_s=round(time.monotonic() - t0, 3))
+        return True
+
+    async def load(self, service_id: str, *, reason: str = "a request", timeout_s: float | None = None) -> StartOutcome:
+        """Start a service because a request needs it, and wait until it is ready (bounded by its health
+        timeout). Room is made first in its devices' memory budgets by unloading the least recently
+        used unpinned services. Concurrent callers share one load."""
+        task = self._loading.get(service_id)
+        if task is None:
+            task = asyncio.create_task(self._load(service_id, reason, timeout_s), name=f"load-{service_id}")
+            self._loading[service_id] = task
+            task.add_done_callback(lambda _t: self._loading.pop(service_id, None))
+        return await asyncio.shield(task)
+
+    async def _load(self, service_id: str, reason: str, timeout_s: float | None) -> StartOutcome:
+        t0 = time.monotonic()
+        svc = self._service(service_id)
+        await self._make_room(svc)
+        self.bus.publish("service.loading", f"loading service {svc.name} for {reason}", service_id=service_id,
+                         name=svc.name, model=svc.model, reason=reason)
+        res = await self.ensure_running(service_id, wait=True, timeout_s=timeout_s)
+        dt = round(time.monotonic() - t0, 3)
+        if res.outcome == "ready":
+            self.bus.publish("service.loaded", f"service {svc.name} loaded on demand in {dt:g}s (for {reason})",
+                             service_id=service_id, name=svc.name, model=svc.model, reason=reason, duration_s=dt)
+        else:
+            self.bus.publish("service.load_failed", f"service {svc.name} did not load for {reason}: "
+                                                    f"{res.outcome} {res.message}".strip(),
+                             service_id=service_id, name=svc.name, model=svc.model, outcome=res.outcome,
+                             duration_s=dt)
+        return res
+
+    async def _make_room(self, svc: ServiceRow) -> None:
+        need = svc.memory_bytes
+        if not need or not svc.devices:
+            return  # its memory need is unknown: nothing to check
+        budgets = await self.memory_budgets()
+        for dev in svc.devices:
+            budget = budgets.get(dev)
+            if budget is None:
+                continue
+            with self.db.session() as s:
+                rows = list(s.scalars(select(ServiceRow).where(ServiceRow.desired == Desired.running.value,
+                                                               ServiceRow.id != svc.id)))
+            loaded = [r for r in rows if r.memory_bytes and dev in (r.devices or [])]
+            used = sum(int(r.memory_bytes or 0) for r in loaded)
+            if used + need <= budget:
+                continue
+            movable = [r for r in loaded if not r.pinned and not self._busy(r.id)]
+            fixed = used - sum(int(r.memory_bytes or 0) for r in movable)
+            if fixed + need > budget:
+                movable = []  # even unloading all that may go would not make room: unload nothing
+            for victim in sorted(movable, key=self.last_use):
+                if used + need <= budget:
+                    break
+                free = max(budget - used, 0)
+                why = (f"to make room for {svc.name} on {dev} (it needs {_size(need)}; {_size(free)} of the "
+                       f"{_size(budget)} budget was free)")
+                if await self.unload(victim.id, why, why="memory"):
+                    used -= int(victim.memory_bytes or 0)
+            if used + need > budget:
+                raise InsufficientMemory(
+                    f"service {svc.name} needs {_size(need)} on {dev}, but only {_size(max(budget - used, 0))} of "
+                    f"its {_size(budget)} budget is free and no other service can be unloaded (pinned or busy); "
+                    f"stop one, or raise AIMA_MEMORY_BUDGET", field="memory",
+                    details={"device": dev, "needed_bytes": need, "budget_bytes": budget, "used_bytes": used})
+
+    async def memory_budgets(self) -> dict[str, int]:
+        """Bytes per device that services loaded on demand may use together: AIMA_MEMORY_BUDGET
+        (``cpu=8GiB,gpu0=20GiB``) or else the device's total memory."""
+        if self._budgets is None:
+            self._budgets = await asyncio.to_thread(memory_budgets, self.settings)
+        return self._budgets
 
     # ------------------------------------------------------------------ boot: re-adoption
     async def adopt(self) -> None:
@@ -705,6 +885,40 @@ class Reconciler:
             missing = [r for r in range(svc.replicas) if r not in live]
             if missing:
                 self._restarts[sid] = asyncio.create_task(self._restart_later(sid, missing[0], 0.0))
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def memory_budgets(settings: Settings) -> dict[str, int]:
+    """The per-device budgets (see ``Reconciler.memory_budgets``)."""
+    out: dict[str, int] = {}
+    try:
+        from aima.catalog.fit import gpu_total, host_total
+        from aima.hardware import detect
+
+        facts = detect(settings.home)
+        total = host_total(facts)
+        if total:
+            out["cpu"] = total
+        for g in facts.gpus:
+            t = gpu_total(g, facts)
+            if t:
+                out[f"gpu{g.index}"] = t
+    except Exception as e:  # noqa: BLE001 - no detection: only the configured budgets apply
+        log.info("memory budgets: hardware not detected (%s)", e)
+    if settings.memory_budget:
+        from pydantic import ByteSize, TypeAdapter
+
+        for part in settings.memory_budget.split(","):
+            dev, _, size = part.partition("=")
+            if dev.strip() and size.strip():
+                try:
+                    out[dev.strip()] = int(TypeAdapter(ByteSize).validate_python(size.strip()))
+                except ValueError:
+                    log.warning("AIMA_MEMORY_BUDGET: %r is not a size like 8GiB; ignored", part)
+    return out
 
 
 def render_command(template: str, *, port: int, host: str, model: str) -> list[str]:

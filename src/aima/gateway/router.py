@@ -1,16 +1,548 @@
-"""OpenAI routes under /v1 (today: the model list)."""
+"""The OpenAI routes under /v1, served as lean ASGI in front of FastAPI (no validation layer, no
+re-encoding on the fast path).
+
+A request: read the body, take its ``model`` (JSON, form or multipart), find the services that serve
+that name (service name, model name or catalog alias: exact matches only), pick the ready instance
+with the fewest requests in flight, rewrite ``model`` to the engine's served name only when it
+differs, and relay the engine's answer: JSON answers whole (with the requested name put back), SSE
+and audio chunk by chunk as they arrive. A client that goes away aborts the engine connection at once.
+
+Unknown model: 404 ``model_not_found`` listing the served models. Known but not ready: 503 with
+``Retry-After`` and the service's state, or, for a service with an idle TTL (load on demand), the
+reconciler starts it and the request waits (bounded by the service's health timeout). Engine
+unreachable: another ready instance is tried, else 502, and the reconciler re-probes the instance now.
+Every error has OpenAI's shape ``{"error": {"message", "type", "code"}}``.
+
+``Door`` is the daemon's outermost ASGI layer: the API key check for every route except ``/health``,
+then ``/v1/...`` here and everything else to FastAPI.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+from urllib.parse import parse_qs
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+from fastapi import APIRouter
+
+from aima.gateway import bodies
+from aima.gateway.auth import KeyRing, presented_key
+from aima.gateway.balancing import pick
+from aima.gateway.metrics import Metrics, RequestMetrics
+from aima.gateway.proxy import Connection, Pool, UpstreamError, answer_headers, header, request_head
+from aima.gateway.routes import Endpoint, RouteTable, ServiceRoute
+
+log = logging.getLogger("aima.gateway")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MiB = 1 << 20
+WATCH_AFTER_S = 0.02  # a client that leaves a request running longer than this aborts it at once
 
 
-@router.get("/models", summary="Models with a ready instance (OpenAI shape)")
-async def list_models(request: Request) -> dict[str, object]:
-    table = request.app.state.ctx.routes
-    return {"object": "list", "data": [
-        {"id": r.model, "object": "model", "created": int(r.created_at), "owned_by": "aima",
-         "service": r.name} for r in table.models()
-    ]}
+@dataclass(frozen=True)
+class RouteSpec:
+    methods: tuple[str, ...]
+    limit: int = 32 * MiB
+    kind: str | None = None  # the model type the route needs: it decides between services of one model
+
+
+ROUTES: dict[str, RouteSpec] = {
+    "/v1/models": RouteSpec(("GET",)),
+    "/v1/chat/completions": RouteSpec(("POST",), kind="llm"),
+    "/v1/completions": RouteSpec(("POST",), kind="llm"),
+    "/v1/embeddings": RouteSpec(("POST",), kind="embedding"),
+    "/v1/audio/speech": RouteSpec(("POST",), kind="tts"),
+    "/v1/audio/transcriptions": RouteSpec(("POST",), limit=200 * MiB, kind="asr"),
+    "/v1/audio/translations": RouteSpec(("POST",), limit=200 * MiB, kind="asr"),
+    "/v1/audio/voices": RouteSpec(("GET",)),
+}
+JSON_CT = (b"content-type", b"application/json")
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, message: str, type_: str, code: str, *, param: str | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None, extra: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.code = status, message, type_, code
+        self.param = param
+        self.headers = headers or []
+        self.extra = extra or {}
+
+    def body(self) -> bytes:
+        err: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
+        err.update(self.extra)
+        return json.dumps({"error": err}).encode()
+
+
+async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [JSON_CT, (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Exchange:
+    """One relayed request: the engine connection, and whether the client went away."""
+
+    __slots__ = ("receive", "conn", "finished", "cancelled", "watcher")
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.conn: Connection | None = None
+        self.finished = False
+        self.cancelled = False
+        self.watcher: asyncio.Task[None] | None = None
+
+    def watch(self) -> None:
+        if self.watcher is None and not self.finished:
+            self.watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Wait for the client to go away; then abort the engine connection (the engine frees its slot)."""
+        while True:
+            msg = await self.receive()
+            if msg["type"] == "http.disconnect":
+                if not self.finished:
+                    self.cancelled = True
+                    if self.conn is not None and self.conn.owner is self:
+                        self.conn.abort()
+                return
+
+
+class Gateway:
+    def __init__(self) -> None:
+        self.ctx: Any = None
+        self.routes = RouteTable()
+        self.keys = KeyRing()
+        self.metrics: Metrics | None = None
+        self.pool = Pool()
+        self.timeout_s = 600.0
+
+    def bind(self, ctx: Any) -> None:
+        """Attach to the daemon's context: its route table, key ring, metrics and reconciler."""
+        self.ctx = ctx
+        self.routes = ctx.routes
+        self.timeout_s = float(ctx.settings.gateway_timeout_s)
+        self.keys = KeyRing(ctx.db, ctx.settings.api_key)
+        self.keys.load()
+        self.metrics = Metrics(ctx.routes)
+        ctx.bus.listen(self.keys.on_event)
+        ctx.bus.listen(self.metrics.on_event)
+        ctx.reconciler.usage = ctx.routes  # last use and in-flight requests, for idle unload
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # ------------------------------------------------------------------ entry
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        t0 = perf_counter()
+        path = scope["path"]
+        spec = ROUTES.get(path)
+        try:
+            if spec is None:
+                raise GatewayError(404, f"no route {path}; the OpenAI routes are {', '.join(ROUTES)}",
+                                   "invalid_request_error", "not_found")
+            method = scope["method"]
+            if method not in spec.methods:
+                raise GatewayError(405, f"{path} takes {' or '.join(spec.methods)}, not {method}",
+                                   "invalid_request_error", "method_not_allowed",
+                                   headers=[(b"allow", ", ".join(spec.methods).encode())])
+            if path == "/v1/models":
+                await send_json(send, 200, self._models())
+                return
+            if method == "GET":  # /v1/audio/voices
+                model = _query_model(scope)
+                if model is None:
+                    await send_json(send, 200, await self._all_voices())
+                    return
+                await self._relay(scope, receive, send, t0, path, model, None)
+                return
+            body = await _read_body(receive, spec.limit)
+            if body is None:
+                return  # the client left before sending its body
+            try:
+                parsed = bodies.parse(header(scope["headers"], b"content-type") or b"", body)
+            except bodies.BadBody as e:
+                raise GatewayError(400, e.message, "invalid_request_error", e.code, param=e.param) from None
+            await self._relay(scope, receive, send, t0, path, parsed.model, parsed)
+        except GatewayError as e:
+            if self.metrics is not None:
+                self.metrics.error("", e.code)
+            await send_json(send, e.status, e.body(), e.headers)
+
+    # ------------------------------------------------------------------ /v1/models and voices
+    def _models(self) -> bytes:
+        data: list[dict[str, Any]] = []
+        by_model: dict[str, dict[str, Any]] = {}
+        for r in self.routes.models():
+            entry = by_model.get(r.model)
+            if entry is None:
+                entry = {"id": r.model, "object": "model", "created": int(r.created_at), "owned_by": "aima",
+                         "service": r.name, "aliases": []}
+                by_model[r.model] = entry
+                data.append(entry)
+            for a in (r.name, *r.aliases):
+                if a != r.model and a not in entry["aliases"]:
+                    entry["aliases"].append(a)
+        return json.dumps({"object": "list", "data": data}).encode()
+
+    async def _all_voices(self) -> bytes:
+        """Without ``?model=``: the voices of every ready service that lists voices, each with its model."""
+        async def one(r: ServiceRoute) -> list[dict[str, Any]]:
+            picked = pick([r])
+            if picked is None:
+                return []
+            try:
+                status, body = await self._fetch(picked[1], b"/v1/audio/voices")
+                if status != 200:
+                    return []
+                items = json.loads(body).get("data") or []
+            except (UpstreamError, ValueError, AttributeError):
+                return []
+            return [{**v, "model": r.model} if isinstance(v, dict) else {"id": str(v), "model": r.model}
+                    for v in items]
+
+        lists = await asyncio.gather(*(one(r) for r in self.routes.models()))
+        return json.dumps({"object": "list", "data": [v for lst in lists for v in lst]}).encode()
+
+    async def _fetch(self, ep: Endpoint, target: bytes) -> tuple[int, bytes]:
+        conn = await self.pool.acquire(ep.connect_host, ep.port)
+        try:
+            conn.send(request_head("GET", target, ep.connect_host, ep.port, [], None), b"")
+            status, _h = await conn.response(5.0)
+            parts = []
+            while (piece := await conn.read()) is not None:
+                parts.append(piece)
+            conn.release()
+            return status, b"".join(parts)
+        except BaseException:
+            conn.abort()
+            raise
+
+    # ------------------------------------------------------------------ choosing an instance
+    def _not_served(self, model: str) -> GatewayError:
+        ready = sorted({r.model for r in self.routes.models()})
+        others = sorted({r.name for r in self.routes.services() if not r.endpoints})
+        msg = f"model {model!r} is not served here; "
+        msg += f"served models: {', '.join(ready)}" if ready else "no model is ready"
+        if others:
+            msg += f" (services not ready: {', '.join(others)})"
+        return GatewayError(404, msg + "; GET /v1/models lists them", "invalid_request_error", "model_not_found",
+                            param="model")
+
+    async def _load_on_demand(self, model: str, routes: list[ServiceRoute]) -> tuple[ServiceRoute, Endpoint]:
+        from aima.errors import AimaError, InsufficientMemory
+        from aima.store.tables import ServiceRow
+
+        ctx = self.ctx
+        with ctx.db.session() as s:
+            rows = [s.get(ServiceRow, r.service_id) for r in routes]
+        candidates = [(r, row) for r, row in zip(routes, rows, strict=True) if row is not None]
+        if not candidates:
+            raise self._not_served(model)
+        loadable = [(r, row) for r, row in candidates if row.idle_ttl_s is not None]
+        if not loadable:
+            route, row = candidates[0]
+            raise _not_ready(model, route, row.state, row.message)
+        # A service already on its way up first, else the first one.
+        route, row = next(((r, w) for r, w in loadable if w.desired == "running"), loadable[0])
+        try:
+            res = await ctx.reconciler.load(row.id, reason=f"a request for {model}")
+        except InsufficientMemory as e:
+            raise GatewayError(503, e.message, "service_unavailable", "insufficient_memory",
+                               headers=[(b"retry-after", b"30")]) from None
+        except AimaError as e:
+            raise GatewayError(503, f"model {model!r} (service {route.name}) could not be loaded: {e.message}",
+                               "service_unavailable", "model_not_ready", headers=[(b"retry-after", b"10")]) from None
+        picked = pick(routes)
+        if picked is not None:
+            return picked
+        with ctx.db.session() as s:
+            row = s.get(ServiceRow, route.service_id)
+        state = row.state if row is not None else "deleted"
+        raise _not_ready(model, route, state, res.message or (row.message if row is not None else None))
+
+    # ------------------------------------------------------------------ relaying
+    async def _relay(self, scope: Scope, receive: Receive, send: Send, t0: float, path: str, model: str,
+                     parsed: bodies.Parsed | None) -> None:
+        routes = self.routes.resolve(model)
+        if not routes:
+            raise self._not_served(model)
+        if len(routes) > 1:  # one model served several ways (e.g. chat and embeddings): the right kind
+            want = ROUTES[path].kind
+            routes = [r for r in routes if r.kind == want] or routes
+        picked = pick(routes)
+        load_s = 0.0
+        if picked is None:  # nothing ready: 503, or load on demand and wait (not counted as aima's overhead)
+            t_load = perf_counter()
+            picked = await self._load_on_demand(model, routes)
+            load_s = perf_counter() - t_load
+        route, ep = picked
+        metrics = self.metrics
+        assert metrics is not None
+        served = route.model
+        method = scope["method"]
+        body = parsed.with_model(served) if parsed is not None else b""
+        target = scope.get("raw_path") or path.encode()
+        qs = scope.get("query_string")
+        if qs:
+            target = target + b"?" + qs
+        in_headers = scope["headers"]
+        x = _Exchange(receive)
+        # Watching for the client to leave costs a task: only for answers that take a while.
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, x.watch)
+        route.active += 1
+        route.last_used = time.time()
+        tried: list[Endpoint] = []
+        status = 0
+        from_engine = False
+        rm = metrics.request(served, ep.instance_id, path)
+        try:
+            while True:  # at most: a stale kept-alive connection, then other instances
+                ep.inflight += 1
+                rm = metrics.request(served, ep.instance_id, path)
+                rm.inflight += 1
+                conn: Connection | None = None
+                try:
+                    conn = await self.pool.acquire(ep.connect_host, ep.port)
+                    x.conn = conn
+                    conn.owner = x
+                    conn.send(request_head(method, target, ep.connect_host, ep.port, in_headers,
+                                           len(body) if method != "GET" else None), body)
+                    t_up = perf_counter()
+                    status, up_headers = await conn.response(self.timeout_s)
+                    from_engine = True
+                    t_first = perf_counter()
+                    await self._answer(send, x, conn, t0, load_s, t_up, t_first, rm, path, model, route, ep,
+                                       status, up_headers)
+                    return
+                except UpstreamError as e:
+                    if x.cancelled:
+                        status, from_engine = 499, True
+                        return
+                    if conn is not None and conn.reused and not conn.got_bytes and ep not in tried:
+                        tried.append(ep)  # an idle connection the engine had closed: once more, fresh
+                        self.pool.forget(ep.connect_host, ep.port)
+                        continue
+                    if getattr(e, "timeout", False):
+                        status = 504
+                        raise GatewayError(504, f"model {model!r}: {e.message} (instance {ep.instance_id})",
+                                           "timeout_error", "engine_timeout") from None
+                    if conn is not None and conn.headers_done:
+                        status = 502
+                        metrics.error(served, "engine_broke_off")
+                        return  # broken off mid-answer: the client's answer is already cut short
+                    self.ctx.reconciler.recheck(ep.instance_id)
+                    tried.append(ep)
+                    other = pick(routes, exclude=ep)
+                    if other is not None and other[1] not in tried and len(tried) < 4:
+                        route, ep = other
+                        continue
+                    status = 502
+                    raise GatewayError(502, f"the engine of model {model!r} (service {route.name}, instance "
+                                            f"{ep.instance_id}) is unreachable: {e.message}; it is being re-checked",
+                                       "upstream_error", "engine_unreachable") from None
+                finally:
+                    ep.inflight -= 1
+                    rm.inflight -= 1
+                    if conn is not None and conn.owner is x:
+                        conn.abort()  # not handed back to the pool: an error, or the client left
+        finally:
+            x.finished = True
+            timer.cancel()
+            if x.watcher is not None:
+                x.watcher.cancel()
+            route.active -= 1
+            route.last_used = time.time()
+            rm.answered(status)
+            rm.latency.observe(perf_counter() - t0)
+            if from_engine and status >= 400:
+                metrics.error(served, "cancelled" if status == 499 else f"engine_http_{status}")
+
+    async def _answer(self, send: Send, x: _Exchange, conn: Connection, t0: float, load_s: float, t_up: float,
+                      t_first: float,
+                      rm: RequestMetrics, path: str, model: str, route: ServiceRoute, ep: Endpoint, status: int,
+                      up_headers: list[tuple[bytes, bytes]]) -> None:
+        served = route.model
+        rewrite = bodies.answer_rewriter(served, model) if model != served else None
+        ctype = header(up_headers, b"content-type") or b""
+        sse = ctype.startswith(b"text/event-stream")
+        whole = not sse and bodies.media_type(ctype) == b"application/json"
+        if whole:  # a JSON answer: relayed in one piece, with its usage counted
+            parts = []
+            while (piece := await conn.read()) is not None:
+                parts.append(piece)
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            t_last = perf_counter()
+            conn.release()
+            if rewrite is not None:
+                data = rewrite(data)
+            out = answer_headers(up_headers, keep_length=False)
+            out.append((b"content-length", str(len(data)).encode()))
+            overhead = (perf_counter() - t0) - load_s - (t_last - t_up)
+            out += self._aima_headers(route, ep, overhead, load_s)
+            rm.overhead.observe(overhead)
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            await send({"type": "http.response.body", "body": data})
+            rm.count_tokens(data)
+            return
+        x.watch()  # a stream: from now on a client that leaves stops the engine
+        out = answer_headers(up_headers, keep_length=rewrite is None)
+        overhead = (perf_counter() - t0) - load_s - (t_first - t_up)
+        out += self._aima_headers(route, ep, overhead, load_s)
+        rm.overhead.observe(overhead)
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        first = True
+        carry = b""
+        tail = b""
+        try:
+            while (piece := await conn.read()) is not None:
+                if first:
+                    first = False
+                    rm.ttft.observe(perf_counter() - t0)
+                if rewrite is not None and sse:
+                    piece = carry + piece
+                    cut = piece.rfind(b"\n") + 1
+                    piece, carry = rewrite(piece[:cut]), piece[cut:]
+                    if not piece:
+                        continue
+                elif rewrite is not None:
+                    piece = rewrite(piece)
+                if sse and b'"usage"' in piece:
+                    tail = piece
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        except UpstreamError as e:
+            if x.cancelled:
+                raise
+            log.warning("engine %s broke off its answer to %s: %s", ep.instance_id, path, e.message)
+            if sse:
+                err = GatewayError(502, f"the engine broke off its answer: {e.message}", "upstream_error",
+                                   "engine_broke_off")
+                await send({"type": "http.response.body", "body": b"data: " + err.body() + b"\n\n", "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+            raise
+        conn.release()
+        await send({"type": "http.response.body", "body": carry and (rewrite(carry) if rewrite else carry)})
+        if tail:
+            rm.count_tokens(tail)
+
+    def _aima_headers(self, route: ServiceRoute, ep: Endpoint, overhead_s: float,
+                      load_s: float) -> list[tuple[bytes, bytes]]:
+        out = [(b"x-aima-service", route.name.encode()), (b"x-aima-instance", ep.instance_id.encode()),
+               (b"x-aima-overhead-ms", f"{overhead_s * 1000:.3f}".encode())]
+        if load_s:
+            out.append((b"x-aima-load-ms", f"{load_s * 1000:.1f}".encode()))
+        return out
+
+
+def _not_ready(model: str, route: ServiceRoute, state: str, message: str | None) -> GatewayError:
+    retry = b"5" if state in ("starting", "running") else b"30"
+    hint = {"starting": "it is starting; retry shortly",
+            "running": "its instances are not ready (failing health checks)",
+            "stopping": "it is stopping",
+            "failed": f"it failed; see `aima service status {route.name}`",
+            }.get(state, f"start it with `aima service start {route.name}` (or give it an --idle-ttl to load "
+                         f"it on demand)")
+    msg = f"model {model!r} (service {route.name}) is not ready: the service is {state}; {hint}"
+    if message and state not in ("stopped", "created"):
+        msg += f" ({message})"
+    return GatewayError(503, msg, "service_unavailable", "model_not_ready",
+                        headers=[(b"retry-after", retry), (b"x-aima-service", route.name.encode()),
+                                 (b"x-aima-service-state", state.encode())],
+                        extra={"service": route.name, "state": state})
+
+
+def _query_model(scope: Scope) -> str | None:
+    qs = scope.get("query_string") or b""
+    if not qs:
+        return None
+    values = parse_qs(qs.decode("latin-1")).get("model")
+    return values[-1] if values else None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    msg = await receive()
+    if msg["type"] != "http.request":
+        return None
+    body = msg.get("body", b"")
+    if not msg.get("more_body"):
+        if len(body) > limit:
+            raise _too_large(limit)
+        return body
+    parts = [body]
+    size = len(body)
+    while True:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            return None
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(chunk)
+        if not msg.get("more_body"):
+            return b"".join(parts)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"the request body is larger than {limit // MiB} MiB", "invalid_request_error",
+                        "body_too_large")
+
+
+class Door:
+    """The daemon's outermost ASGI layer: API keys, then /v1 to the gateway, the rest to FastAPI."""
+
+    def __init__(self, app: Any, gateway: Gateway):
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            gw = self.gateway
+            path = scope["path"]
+            if gw.keys.enabled and path != "/health" and not gw.keys.check(presented_key(scope["headers"])):
+                err = GatewayError(401, "a valid API key is needed: send `Authorization: Bearer KEY` or "
+                                        "`X-API-Key: KEY` (the CLI: --api-key or AIMA_API_KEY)",
+                                   "authentication_error", "invalid_api_key",
+                                   headers=[(b"www-authenticate", b"Bearer")])
+                await send_json(send, 401, err.body(), err.headers)
+                return
+            if path.startswith("/v1/"):
+                await gw.handle(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# ---------------------------------------------------------------------------- OpenAPI description
+docs = APIRouter(prefix="/v1", tags=["openai"])
+
+_DOCS = {
+    ("GET", "/models"): "Models with a ready instance, with their aliases (OpenAI shape)",
+    ("POST", "/chat/completions"): "Chat completion, streamed (SSE) or not, relayed to the model's engine",
+    ("POST", "/completions"): "Text completion, relayed to the model's engine",
+    ("POST", "/embeddings"): "Embeddings, relayed to the model's engine",
+    ("POST", "/audio/speech"): "Text to speech (audio bytes), relayed to the model's engine",
+    ("POST", "/audio/transcriptions"): "Speech to text (multipart upload), relayed to the model's engine",
+    ("POST", "/audio/translations"): "Speech to English text (multipart upload), relayed to the model's engine",
+    ("GET", "/audio/voices"): "Voices of a speech model (?model=), or of every ready one",
+}
+
+
+def _doc_endpoint(summary: str) -> Callable[[], Awaitable[None]]:
+    async def endpoint() -> None:  # never reached: Door serves /v1 before FastAPI routes
+        raise RuntimeError("served by the gateway")
+    endpoint.__doc__ = summary
+    return endpoint
+
+
+for (_method, _path), _summary in _DOCS.items():
+    docs.add_api_route(_path, _doc_endpoint(_summary), methods=[_method], summary=_summary,
+                       operation_id="openai" + _path.replace("/", "_"))

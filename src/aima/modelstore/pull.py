@@ -21,6 +21,7 @@ from pathlib import Path
 
 from aima.errors import AimaError, ChecksumMismatch, Conflict, DiskFull, InvalidInput, TimedOut, Unavailable
 from aima.modelstore import sources
+from aima.modelstore.convert import ConvertSpec
 from aima.modelstore.paths import check_name, check_relpath, check_tree, join_inside
 from aima.modelstore.scan import Facts, scan
 from aima.modelstore.sources import FetchContext, FileCheck, Options, Plan
@@ -73,13 +74,19 @@ def ensure_space(where: Path, needed: int, name: str) -> None:
 def pull(store: ModelStore, spec: str, *, name: str | None = None, type: str | None = None,
          sha256: str | None = None, size: int | None = None, force: bool = False,
          options: Options | None = None, progress: ProgressFn | None = None,
-         on_plan: Callable[[str, Plan], None] | None = None) -> PullResult:
+         on_plan: Callable[[str, Plan], None] | None = None, convert: ConvertSpec | None = None,
+         on_convert: Callable[[str, str], None] | None = None) -> PullResult:
     """Fetch ``spec`` (``scheme:ref``) into the store as ``name`` and return its record.
 
     ``progress(done, total)`` is called from this thread as bytes arrive (total None when unknown);
     ``on_plan(name, plan)`` once the source has said what it will fetch, before anything is written.
     ``sha256`` and ``size`` are checked against a single-file model; for a folder ``size`` is only the
     expected footprint, used for the free-space check when the source cannot tell it.
+
+    ``convert`` (the catalog's ``tool`` + ``output_file``): once the source is fetched and verified, the
+    tool turns it into ``output_file``, which alone is installed as the model (its main file); the
+    record keeps the source spec and, in ``facts.converted_from``, the tool and the verified source
+    files. ``on_convert(name, tool)`` is called when the conversion starts.
     """
     options = options or Options()
     report: ProgressFn = progress or (lambda _d, _t: None)
@@ -91,23 +98,26 @@ def pull(store: ModelStore, spec: str, *, name: str | None = None, type: str | N
         sha256 = sha256.strip().lower()
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise InvalidInput("sha256 must be 64 hex digits", field="sha256")
+    tool = convert.tool if convert is not None else None
     if not force:
         for rec in store.list():
-            if rec.present and rec.source == canonical and (name is None or rec.name == name):
+            if rec.present and rec.source == canonical and (name is None or rec.name == name) \
+                    and _tool_of(rec) == tool:
                 return PullResult(rec, reused=True)
     src = sources.get(scheme)
     plan: Plan = src.plan(ref, options)
     name = check_name(name or plan.name)
     existing = store.get(name)
     if existing is not None and existing.present and not force:
-        if existing.source == canonical:
+        if existing.source == canonical and _tool_of(existing) == tool:
             return PullResult(existing, reused=True)
-        raise Conflict(f"a model named {name} already exists (from {existing.source}); choose another --name "
+        how = f" converted with {_tool_of(existing)}" if _tool_of(existing) else ""
+        raise Conflict(f"a model named {name} already exists (from {existing.source}{how}); choose another --name "
                        f"or pass --force to replace it", field="name")
     if on_plan is not None:
         on_plan(name, plan)
     with store.lock(name):
-        staging = store.begin(name, canonical)
+        staging = store.begin(name, canonical if tool is None else f"{canonical} convert:{tool}")
         work = store.work(name)
         try:
             expected_total = plan.size if plan.size is not None else size
@@ -127,11 +137,19 @@ def pull(store: ModelStore, spec: str, *, name: str | None = None, type: str | N
                                             sha256=sha256 if sha256 is not None else c.sha256)
             check_tree(staging, allow_links_out=plan.links_out)
             files = verify(staging, checks, canonical, links_out=plan.links_out)
+            converted: dict[str, object] | None = None
+            if convert is not None:
+                if on_convert is not None:
+                    on_convert(name, convert.tool)
+                primary, files, converted = _convert(store, name, staging, primary, files, convert, canonical)
             facts = scan(staging / primary if primary else staging)
             if primary is None and facts.format == "gguf" and facts.primary:
                 primary = facts.primary
-            rec = store.record(name, staging=staging, primary=primary, facts=_facts(facts, primary),
-                               source=canonical, files=files, type=type)
+            fd = _facts(facts, primary)
+            if converted is not None:
+                fd["converted_from"] = converted
+            rec = store.record(name, staging=staging, primary=primary, facts=fd, source=canonical, files=files,
+                               type=type)
             return PullResult(rec)
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -152,6 +170,40 @@ def pull(store: ModelStore, spec: str, *, name: str | None = None, type: str | N
             if isinstance(e, Exception):
                 store.discard(name)
             raise
+
+
+def _tool_of(rec: ModelRecord) -> str | None:
+    conv = (rec.facts or {}).get("converted_from")
+    return conv.get("tool") if isinstance(conv, dict) else None
+
+
+def _convert(store: ModelStore, name: str, staging: Path, primary: str | None, files: dict[str, dict[str, object]],
+             spec: ConvertSpec, source: str) -> tuple[str, dict[str, dict[str, object]], dict[str, object]]:
+    """Turn the verified source in ``staging`` into ``spec.output_file``, which replaces it there."""
+    from aima.modelstore import convert as converters
+
+    out_name = check_relpath(spec.output_file, what="conversion output file").as_posix()
+    if "/" in out_name:
+        raise InvalidInput(f"conversion output {spec.output_file!r} must be a file name, not a path", field="convert")
+    src_format = scan(staging / primary if primary else staging).format
+    src_bytes = sum(int(f.get("size") or 0) for f in files.values())
+    ensure_space(store.staging_root, src_bytes, name)  # the output is never larger than its source
+    work = store.work(name)
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / out_name
+    try:
+        done = converters.run(spec.tool, staging / primary if primary else staging, out, name=name)
+        for child in list(staging.iterdir()):  # only the converted file is the model
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        os.replace(out, staging / out_name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    size = (staging / out_name).stat().st_size
+    converted = {"source": source, "source_format": src_format, "source_files": files, **done}
+    return out_name, {out_name: {"size": size, "sha256": sha256_file(staging / out_name)}}, converted
 
 
 def verify(staging: Path, checks: dict[str, FileCheck], what: str, *,

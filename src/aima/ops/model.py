@@ -18,6 +18,7 @@ from sqlalchemy import select
 from aima.domain.states import ACTIVE
 from aima.errors import AimaError, Conflict, InvalidInput, NotFound, Unavailable
 from aima.modelstore import sources as modelsources
+from aima.modelstore.convert import ConvertSpec
 from aima.modelstore.pull import PullResult, pull
 from aima.modelstore.scan import scan
 from aima.modelstore.sources import Options
@@ -97,8 +98,17 @@ def resolve_catalog_source(name: str, home: Path | None = None) -> list[dict[str
         if spec:
             out.append({"spec": spec, "sha256": getattr(s, "sha256", None),
                         "size": int(s.size_bytes) if getattr(s, "size_bytes", None) else None,
-                        "name": model.name, "type": getattr(model, "type", None)})
+                        "name": model.name, "type": getattr(model, "type", None),
+                        "convert": _conversion_of(model, s)})
     return out or None
+
+
+def _conversion_of(model: Any, source: Any) -> Any:
+    """The conversion the catalog asks for after pulling ``source`` (the ``convert`` of the most
+    preferred variant that uses it), or None: the store then holds what the variants' engines load."""
+    variants = sorted((v for v in getattr(model, "variants", []) if v.source == source.id),
+                      key=lambda v: -v.preference)
+    return variants[0].convert if variants else None
 
 
 def catalog_source_spec(s: Any) -> str | None:
@@ -173,7 +183,8 @@ class PullOutput(Output):
 
 
 async def _run_pull(ctx: Context, request: str, spec: str, *, name: str | None, mtype: str | None,
-                    sha256: str | None, size: int | None, force: bool, options: Options) -> PullResult:
+                    sha256: str | None, size: int | None, force: bool, options: Options,
+                    convert: ConvertSpec | None = None) -> PullResult:
     loop = asyncio.get_running_loop()
     store = store_of(ctx)
     state: dict[str, Any] = {"name": name, "last": 0.0, "sent": None}
@@ -197,8 +208,12 @@ async def _run_pull(ctx: Context, request: str, spec: str, *, name: str | None, 
         publish("model.pull.started", f"pulling {nm} from {plan.spec}", name=nm, source=plan.spec,
                 total=plan.size, request=request)
 
+    def converting(nm: str, tool: str) -> None:
+        publish("model.convert.started", f"converting {nm} with {tool}", name=nm, tool=tool, request=request)
+
     return await asyncio.to_thread(pull, store, spec, name=name, type=mtype, sha256=sha256, size=size, force=force,
-                                   options=options, progress=progress, on_plan=started)
+                                   options=options, progress=progress, on_plan=started, convert=convert,
+                                   on_convert=converting)
 
 
 async def _pull_one_of(ctx: Context, request: str, specs: list[dict[str, Any]], *, name: str | None,
@@ -207,7 +222,7 @@ async def _pull_one_of(ctx: Context, request: str, specs: list[dict[str, Any]], 
     for i, s in enumerate(specs):
         try:
             return await _run_pull(ctx, request, s["spec"], name=name, mtype=mtype, sha256=s.get("sha256"),
-                                   size=s.get("size"), force=force, options=options)
+                                   size=s.get("size"), force=force, options=options, convert=s.get("convert"))
         except (Unavailable, NotFound) as e:
             last = e
             if i + 1 < len(specs):

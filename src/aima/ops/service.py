@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,6 +62,10 @@ class ServiceView(Output):
     health_timeout_s: float | None
     config: dict[str, str]
     env: dict[str, str]
+    idle_ttl_s: float | None = None
+    pinned: bool = False
+    memory_bytes: int | None = None
+    devices: list[str] = []
     created_at: float
     updated_at: float
     instances: list[InstanceView] = []
@@ -84,9 +89,24 @@ def _view(svc: ServiceRow, instances: list[InstanceRow], with_instances: bool = 
         restart_policy=svc.restart_policy, message=svc.message, command=svc.command,
         health=svc.health_path, health_timeout_s=svc.health_timeout_s,
         config=dict(svc.config or {}), env=dict(svc.env or {}),
+        idle_ttl_s=svc.idle_ttl_s, pinned=bool(svc.pinned), memory_bytes=svc.memory_bytes,
+        devices=list(svc.devices or []),
         created_at=svc.created_at, updated_at=svc.updated_at,
         instances=[_instance_view(i) for i in instances] if with_instances else [],
     )
+
+
+def parse_bytes(text: str) -> int:
+    """``2GiB``, ``512MB`` or a plain number of bytes."""
+    from pydantic import ByteSize, TypeAdapter, ValidationError
+
+    try:
+        n = int(TypeAdapter(ByteSize).validate_python(text))
+    except ValidationError:
+        raise ValueError(f"{text!r} is not a size like 2GiB or 512MiB") from None
+    if n <= 0 or n >= 2**62:
+        raise ValueError(f"{text!r} is out of range")
+    return n
 
 
 def find_service(ctx: Context, ref: str) -> ServiceRow:
@@ -127,6 +147,24 @@ class CreateInput(Input):
     restart: RestartPolicy = Field(RestartPolicy.on_failure, description="restart policy")
     health_timeout_s: float | None = Field(None, gt=0, le=86400, description="seconds to wait for ready",
                                            json_schema_extra=cli("health-timeout"))
+    idle_ttl_s: float | None = Field(None, gt=0, le=365 * 86400,
+                                     description="stop it after this many seconds without an inference request; "
+                                                 "the next request starts it again (load on demand)",
+                                     json_schema_extra=cli("idle-ttl"))
+    pinned: bool = Field(False, description="never unload it: neither when idle nor to make room for another")
+    memory: str | None = Field(None, max_length=32,
+                               description="memory it needs per device, e.g. 2GiB (default: the catalog's "
+                                           "estimate; unknown for --command)")
+    device: str | None = Field(None, pattern=r"^(cpu|gpu[0-9]{1,3})$",
+                               description="where that memory is: cpu or gpuN (default: the catalog's; cpu "
+                                           "for --command)")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_bytes(v)
+        return v
 
     @field_validator("health")
     @classmethod
@@ -169,7 +207,8 @@ def _custom_definition(inp: CreateInput) -> dict[str, Any]:
                            f"put engine flags in --command", field="config")
     render_command(inp.command, port=1, host="127.0.0.1", model=inp.model)  # parseable?
     return {"model": inp.model, "engine": "custom", "command": inp.command, "env": dict(inp.env),
-            "health": inp.health, "health_timeout_s": inp.health_timeout_s}
+            "health": inp.health, "health_timeout_s": inp.health_timeout_s,
+            "memory_bytes": parse_bytes(inp.memory) if inp.memory else None, "devices": [inp.device or "cpu"]}
 
 
 def _catalog_definition(ctx: Context, inp: CreateInput) -> dict[str, Any]:
@@ -184,9 +223,13 @@ def _catalog_definition(ctx: Context, inp: CreateInput) -> dict[str, Any]:
             hint = "; ".join(plan.notes) or f"it needs a conversion ({plan.convert.tool}) first"
         raise NotFound(f"model {plan.model} ({plan.format}, variant {plan.variant}) is not on this machine: {hint}",
                        field="model")
+    fit = plan.fit
+    devices = [f"gpu{i}" for i in fit.gpu_indexes] if fit.device == "gpu" and fit.gpu_indexes else ["cpu"]
     return {"model": plan.model, "engine": plan.engine, "command": plan.command,
             "env": {**plan.env, **inp.env}, "health": inp.health or plan.health_path,
-            "health_timeout_s": inp.health_timeout_s or plan.health_timeout_s}
+            "health_timeout_s": inp.health_timeout_s or plan.health_timeout_s,
+            "memory_bytes": parse_bytes(inp.memory) if inp.memory else fit.required_bytes,
+            "devices": [inp.device] if inp.device else devices}
 
 
 def _insert(ctx: Context, inp: CreateInput, d: dict[str, Any]) -> ServiceView:
@@ -214,11 +257,13 @@ def _insert(ctx: Context, inp: CreateInput, d: dict[str, Any]) -> ServiceView:
             health_path=d["health"], health_timeout_s=d["health_timeout_s"], explicit_port=inp.port,
             ports=list(range(inp.port, inp.port + inp.replicas)) if inp.port else [],
             replicas=inp.replicas, config=dict(inp.config), env=d["env"],
-            restart_policy=inp.restart.value,
+            restart_policy=inp.restart.value, idle_ttl_s=inp.idle_ttl_s, pinned=inp.pinned,
+            memory_bytes=d.get("memory_bytes"), devices=d.get("devices"),
             desired="stopped", state="created", restarts=0, created_at=now, updated_at=now,
         ))
     ctx.bus.publish("service.created", f"service {name} created for model {d['model']} ({d['engine']})",
-                    service_id=sid, name=name, model=d["model"], engine=d["engine"])
+                    service_id=sid, name=name, model=d["model"], engine=d["engine"], config=dict(inp.config),
+                    idle_ttl_s=inp.idle_ttl_s, pinned=inp.pinned)
     return load_view(ctx, sid)
 
 
@@ -377,29 +422,52 @@ class RunOutput(StartOutput):
     reused: bool = Field(description="an existing service with the same definition was used")
 
 
+StepFn = Callable[..., None]
+
+
+def _no_step(step: str, message: str, **data: Any) -> None:
+    pass
+
+
 @operation("service.run", mutating=True, method="POST", path="/run", cli=None)
 async def run(ctx: Context, inp: RunInput) -> RunOutput:
     """Resolve MODEL for this hardware, pull it if missing, create the service (or reuse an identical
     one), start it and wait until it is ready. Running it again changes nothing that is already right."""
+    return await run_steps(ctx, inp)
+
+
+async def run_steps(ctx: Context, inp: RunInput, on_step: StepFn | None = None) -> RunOutput:
+    """``service.run``'s path, telling ``on_step(step, message, **data)`` where it is: ``resolved``
+    (data: model, model_type, engine, variant), ``pull``, ``pulled``, ``create`` or ``reuse``, ``start``."""
     from aima.ops.catalog import ResolveInput, plan_for
 
-    plan = await asyncio.to_thread(plan_for, ctx, ResolveInput(model=inp.model, engine=inp.engine,
-                                                               config=dict(inp.config)))
+    step = on_step or _no_step
+    resolve_inp = ResolveInput(model=inp.model, engine=inp.engine, config=dict(inp.config))
+    plan = await asyncio.to_thread(plan_for, ctx, resolve_inp)
+    step("resolved", f"{plan.engine} ({plan.variant}, {plan.device})", model=plan.model,
+         model_type=plan.model_type, engine=plan.engine, variant=plan.variant)
     pulled = False
-    if not plan.model_path_exists and inp.pull and plan.convert is None:
+    if not plan.model_path_exists and inp.pull:  # pull, then convert when the variant says so
         from aima.ops.model import _run_pull, options_of
 
+        step("pull", f"pulling {plan.source_spec}")
         await _run_pull(ctx, inp.model, plan.source_spec, name=plan.model, mtype=plan.model_type,
                         sha256=plan.source.sha256, size=int(plan.source.size_bytes or 0) or None, force=False,
-                        options=options_of(ctx))
+                        options=options_of(ctx), convert=plan.convert)
         pulled = True
+        step("pulled", "pulled")
+        plan = await asyncio.to_thread(plan_for, ctx, resolve_inp)  # the command now names the stored copy
     create_inp = CreateInput(model=plan.model, name=inp.name, engine=plan.engine, config=dict(inp.config))
     existing = _identical(ctx, create_inp, plan.command)
     if existing is None:
         view = await create(ctx, create_inp)
         sid, reused = view.id, False
+        step("create", f"created service {view.name}", service=view.name, service_id=sid)
     else:
         sid, reused = existing.id, True
+        step("reuse", f"using service {existing.name}", service=existing.name, service_id=sid)
+    step("start", "starting the engine, waiting until ready" if inp.wait else "starting the engine",
+         service_id=sid)
     res = await ctx.reconciler.ensure_running(sid, wait=inp.wait, timeout_s=inp.timeout_s)
     return RunOutput(outcome=res.outcome, message=res.message, service=load_view(ctx, sid), pulled=pulled,
                      reused=reused)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aima import __version__
@@ -33,15 +34,29 @@ def build_context(settings: Settings) -> Any:
     return ctx
 
 
+class _App(FastAPI):
+    """FastAPI behind the gateway's ``Door`` (the API key check, then /v1 without FastAPI's layers)."""
+
+    door: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.door(scope, receive, send)
+
+    async def fastapi(self, scope: Any, receive: Any, send: Any) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, ctx: Any | None = None) -> FastAPI:
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
     from mcp.server.transport_security import TransportSecuritySettings
 
-    from aima.gateway.router import router as openai_router
+    from aima.gateway.router import Door, Gateway
+    from aima.gateway.router import docs as openai_docs
     from aima.surfaces import mcp as mcp_surface
     from aima.surfaces import rest
 
     holder: dict[str, Any] = {"ctx": ctx}
+    gateway = Gateway()
     session_manager = StreamableHTTPSessionManager(
         app=mcp_surface.in_process_server(lambda: holder["ctx"]), stateless=True, json_response=True,
         security_settings=TransportSecuritySettings(
@@ -57,17 +72,23 @@ def create_app(settings: Settings, ctx: Any | None = None) -> FastAPI:
             holder["ctx"] = build_context(settings)
         context = holder["ctx"]
         app.state.ctx = context
+        app.state.gateway = gateway
+        gateway.bind(context)  # keys, metrics, and the use the reconciler reads for idle unload
         await context.reconciler.start()  # re-adopts live instances first (rule 11)
         context.routes.rebuild(context.db)
+        gc.collect()
+        gc.freeze()  # what startup built lives on: later collections skip it (shorter pauses under load)
         try:
             async with session_manager.run():
                 yield
         finally:
+            gateway.close()
             await context.reconciler.close()
             context.db.close()
 
-    app = FastAPI(title="aima", version=__version__, lifespan=lifespan, docs_url="/docs",
-                  redoc_url=None)
+    app = _App(title="aima", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    # API keys for every route but /health, and /v1 served lean: in front of all of FastAPI's layers.
+    app.door = Door(app.fastapi, gateway)
 
     @app.exception_handler(AimaError)
     async def _aima_error(_req: Request, e: AimaError) -> JSONResponse:
@@ -104,7 +125,14 @@ def create_app(settings: Settings, ctx: Any | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    @app.get("/metrics", tags=["system"], summary="Prometheus metrics: gateway requests, tokens, services")
+    async def metrics() -> Response:
+        from aima.gateway.metrics import CONTENT_TYPE
+
+        body = gateway.metrics.render() if gateway.metrics is not None else b""
+        return Response(body, media_type=CONTENT_TYPE)
+
     rest.install(app)
-    app.include_router(openai_router)
+    app.include_router(openai_docs)
     app.add_route("/mcp", StreamableHTTPASGIApp(session_manager), include_in_schema=False)
     return app

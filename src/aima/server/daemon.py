@@ -35,7 +35,18 @@ def read_pid_file(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def serve(settings: Settings, host: str, port: int) -> int:
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: Settings, host: str, port: int, insecure: bool = False) -> int:
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -63,6 +74,16 @@ def serve(settings: Settings, host: str, port: int) -> int:
         who = port_holder(port) or "another process"
         raise Conflict(f"port {port} on {host} is already in use by {who}; choose another with --port")
     ctx = build_context(settings)  # opens the database now: a corrupt one fails before listening
+    if not is_loopback(host) and not insecure:
+        from aima.gateway.auth import KeyRing
+
+        keys = KeyRing(ctx.db, settings.api_key)
+        keys.load()
+        if not keys.enabled:
+            ctx.db.close()
+            raise Conflict(f"refusing to listen on {host} (beyond this machine) without an API key: create one "
+                           f"with `aima key create` on a loopback daemon (or set AIMA_API_KEY), or pass --insecure "
+                           f"to serve anyone who can reach port {port}")
     app = create_app(settings, ctx)
     me = psutil.Process()
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -71,7 +92,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False,
                             timeout_graceful_shutdown=GRACEFUL_S, lifespan="on")
     server = _Server(config)
     server.ctx = ctx
@@ -105,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aima-daemon")
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--insecure", action="store_true", help="listen beyond loopback without an API key")
     args = parser.parse_args(argv)
     try:
         settings = Settings()
-        return serve(settings, args.host or settings.host, args.port or settings.port)
+        return serve(settings, args.host or settings.host, args.port or settings.port, args.insecure)
     except AimaError as e:
         print(f"aima: {e.message}", file=sys.stderr)
         return e.exit_code

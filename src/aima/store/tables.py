@@ -1,4 +1,4 @@
-"""The tables: models, services, instances, events."""
+"""The tables: models, services, instances, events, API keys."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ class ServiceRow(Base):
     restart_policy: Mapped[str] = mapped_column(String(16), default="on-failure")
     idle_ttl_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    memory_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)  # per device, when known
+    devices: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # "cpu", "gpu0", ...
     desired: Mapped[str] = mapped_column(String(16), default="stopped")
     state: Mapped[str] = mapped_column(String(16), default="created")
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -88,3 +90,14 @@ class EventRow(Base):
     instance_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    prefix: Mapped[str] = mapped_column(String(32))  # the first characters, to recognise a key
+    hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)  # sha256 hex of the key
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -116,7 +116,7 @@ def _build(cmd: dict[str, Any], extra: Callable[[dict[str, Any], Any], None] | N
         decls = [f"--{p['cli_name']}"] + ([p["short"]] if p.get("short") else [])
         if p["positional"]:
             default: Any = typer.Argument(..., help=help_)
-            ann: Any = _PY.get(p["type"], str)
+            ann: Any = list[str] if p["type"] == "list" else _PY.get(p["type"], str)
         elif p["type"] == "boolean":
             n = p["cli_name"]
             default = typer.Option(bool(p["default"]), f"--{n}/--no-{n}", help=help_, hidden=p["hidden"])
@@ -211,12 +211,47 @@ def _with_local_paths(cmd: dict[str, Any]) -> Callable[[dict[str, Any], Any], No
     return run
 
 
+def _chat_answer(cmd: dict[str, Any]) -> Callable[[dict[str, Any], Any], None]:
+    """`aima chat`: the answer on stdout, the figures on stderr (or the whole result with -o json)."""
+    def run(data: dict[str, Any], _kwargs: Any) -> None:
+        result = call(cmd["op"], data)
+        if Opts.output == "json":
+            _print(cmd, result)
+            return
+        print(result["text"])
+        print(f"({result['service']}: {_figures(result)})", file=sys.stderr)
+    return run
+
+
+def _figures(result: dict[str, Any]) -> str:
+    parts = []
+    if result.get("usage"):
+        parts.append(f"{result['usage'].get('completion_tokens')} tokens")
+    if result.get("tokens_per_s"):
+        parts.append(f"{result['tokens_per_s']:.0f} tok/s")
+    if result.get("ttft_s"):
+        parts.append(f"first token after {result['ttft_s']:.2f}s")
+    if result.get("duration_s"):
+        parts.append(f"{result['duration_s']:.1f}s of audio")
+    if result.get("rtf") is not None:
+        parts.append(f"RTF {result['rtf']:.3f}")
+    parts.append(f"{result.get('elapsed_s', 0):.2f}s")
+    return ", ".join(parts)
+
+
+# Operations whose commands are written by hand below: `up`/`down` wrap the daemon's start/stop,
+# `speak`/`transcribe` read and write local audio files.
+HAND_WRITTEN = ("stack.up", "stack.down", "inference.speak", "inference.transcribe")
+
+
 def _register_generated() -> None:
     manifest = json.loads(MANIFEST.read_text())
     for cmd in manifest["commands"]:
-        if cmd["op"] in ("stack.up", "stack.down"):
-            continue  # `aima up` / `aima down` below wrap these with the daemon's start/stop
-        if cmd["op"] == "service.logs":
+        if cmd["op"] in HAND_WRITTEN:
+            continue
+        if cmd["op"] == "inference.chat":
+            fn = _build(cmd, extra=_chat_answer(cmd))
+        elif cmd["op"] == "service.logs":
             fn = _build(cmd, extra=_follow_logs, extra_params=_FOLLOW)
         elif cmd["op"] in ("model.pull", "model.import"):
             fn = _build(cmd, extra=_with_progress(cmd))
@@ -241,6 +276,7 @@ def start_cmd(
     port: int | None = typer.Option(None, "--port", help="port to listen on (default 9090)"),
     detach: bool = typer.Option(False, "--detach", "-d", help="run in the background; return when up"),
     timeout: float = typer.Option(60.0, "--timeout", help="seconds to wait for a detached daemon"),
+    insecure: bool = typer.Option(False, "--insecure", help="listen beyond loopback even without an API key"),
 ) -> None:
     """Start the aima daemon (REST, OpenAI, MCP and the web page on one port)."""
     settings = _settings()
@@ -249,12 +285,12 @@ def start_cmd(
     if not detach:
         from aima.server.daemon import serve
 
-        raise typer.Exit(serve(settings, host, port))  # serve() announces itself once listening
-    info = start_detached(settings, host, port, timeout)
+        raise typer.Exit(serve(settings, host, port, insecure))  # serve() announces itself once listening
+    info = start_detached(settings, host, port, timeout, insecure)
     print(f"aima daemon running (pid {info['pid']}) at {info['url']}")
 
 
-def start_detached(settings: Any, host: str, port: int, timeout: float) -> dict[str, Any]:
+def start_detached(settings: Any, host: str, port: int, timeout: float, insecure: bool = False) -> dict[str, Any]:
     import subprocess
 
     from aima.errors import Conflict, Unavailable
@@ -268,7 +304,8 @@ def start_detached(settings: Any, host: str, port: int, timeout: float) -> dict[
     with open(log_path, "ab") as log:
         offset = log.tell()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "aima.server.daemon", "--host", host, "--port", str(port)],
+            [sys.executable, "-m", "aima.server.daemon", "--host", host, "--port", str(port),
+             *(["--insecure"] if insecure else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
@@ -334,8 +371,14 @@ def _manifest_cmd(op: str) -> dict[str, Any]:
 
 @app.command("up")
 @guarded
-def up_cmd(timeout: float = typer.Option(600.0, "--timeout", help="seconds to wait for the stack")) -> None:
-    """The main job: start the daemon if needed and bring the default stack up, ready."""
+def up_cmd(
+    model: list[str] | None = typer.Option(None, "--model", "-m",
+                                           help="bring up this model instead of the default stack (repeatable)"),
+    check: bool = typer.Option(True, "--check/--no-check", help="prove each service live with a real request"),
+    timeout: float = typer.Option(600.0, "--timeout", help="seconds to wait for each service to be ready"),
+) -> None:
+    """The main job: start the daemon if needed, bring the default stack for this hardware up (pulling what
+    is missing), prove each model live and print a table of what runs where, with its figures."""
     settings = _settings()
     from aima.server.daemon import read_pid_file
 
@@ -352,14 +395,24 @@ def up_cmd(timeout: float = typer.Option(600.0, "--timeout", help="seconds to wa
             c.request("GET", "/health")  # no daemon at --url: one line saying so, before any progress
         finally:
             c.close()
-    print("bringing up the default stack…", file=sys.stderr)
-    result = call("stack.up", {"timeout_s": timeout})
-    _print(_manifest_cmd("stack.up"), result)
-    bad = [s for s in result["services"] if s["outcome"] != "ready"]
+    from aima.surfaces.cli.up import show_result, up_with_progress
+
+    data: dict[str, Any] = {"models": list(model or []), "check": check, "timeout_s": timeout}
+    print("bringing up " + (", ".join(model) if model else "the default stack") + "…", file=sys.stderr)
+    result = up_with_progress(Opts.url, Opts.api_key, data)
+    if Opts.output == "json":
+        _print(_manifest_cmd("stack.up"), result)
+    else:
+        show_result(result)
+    rows = result["services"]
+    bad = [f"{s['model']}: {s['outcome']}" for s in rows if s["outcome"] != "ready"]
+    bad += [f"{s['model']}: check failed" for s in rows if s["outcome"] == "ready" and s["check"] == "failed"]
     if bad:
-        fail(f"{len(bad)} service(s) not ready: " + ", ".join(f"{s['name']} ({s['outcome']})" for s in bad), 8)
+        fail("; ".join(bad) + " (`aima service list` and `aima service logs SERVICE` say more)", 8)
     if Opts.output != "json":
-        print(f"\nall ready. Try: aima service list   (daemon at {Opts.url}; `aima down` stops it all)")
+        hint = next((f'aima chat {s["model"]} "hello"' for s in rows if s.get("type") == "llm"), "aima service list")
+        print(f"\nall ready{' and checked' if check else ''} in {result['elapsed_s']:.1f}s. Try: {hint}   "
+              f"(daemon at {Opts.url}; `aima down` stops it all)")
 
 
 @app.command("down")
@@ -404,6 +457,67 @@ def run_cmd(
     from aima.surfaces.cli.chat import interactive
 
     interactive(svc)
+
+
+@app.command("speak")
+@guarded
+def speak_cmd(
+    model: str = typer.Argument(..., help="voice model name or alias, or a service name"),
+    text: str = typer.Argument(..., help="what to say"),
+    out: str = typer.Option("speech.wav", "--out", "-o", help="the audio file to write (- for stdout)"),
+    fmt: str | None = typer.Option(None, "--format", help="wav or pcm (default: from the file name, else wav)"),
+    voice: str | None = typer.Option(None, "--voice", help="speaker of a multi-speaker voice"),
+    speed: float | None = typer.Option(None, "--speed", help="speaking speed (1 is normal)"),
+) -> None:
+    """Say TEXT with a ready text-to-speech service and write the audio to a file."""
+    fmt = fmt or ("pcm" if out.lower().endswith((".pcm", ".raw")) else "wav")
+    data: dict[str, Any] = {"model": model, "text": text, "format": fmt}
+    for k, v in (("voice", voice), ("speed", speed)):
+        if v is not None:
+            data[k] = v
+    result = call("inference.speak", data)
+    import base64
+
+    audio = base64.b64decode(result.pop("audio_b64"))
+    if out == "-":
+        sys.stdout.buffer.write(audio)
+        sys.stdout.flush()
+    else:
+        try:
+            Path(out).expanduser().write_bytes(audio)
+        except OSError as e:
+            fail(f"cannot write {out}: {e.strerror or e}", 1)
+    result["path"] = out
+    if Opts.output == "json" and out != "-":
+        _print({"table": None}, result)
+    elif out != "-":
+        print(f"wrote {out}: {len(audio)} bytes, {result['sample_rate']} Hz ({result['service']}: {_figures(result)})")
+
+
+@app.command("transcribe")
+@guarded
+def transcribe_cmd(
+    model: str = typer.Argument(..., help="speech model name or alias, or a service name"),
+    file: str = typer.Argument(..., help="the audio file (wav, mp3, flac...; - for stdin)"),
+    language: str | None = typer.Option(None, "--language", help="language code (default: detect it)"),
+) -> None:
+    """Turn the speech in an audio file into text with a ready speech-recognition service."""
+    import base64
+
+    try:
+        audio = sys.stdin.buffer.read() if file == "-" else Path(file).expanduser().read_bytes()
+    except OSError as e:
+        fail(f"cannot read {file}: {e.strerror or e}", 2)
+    data: dict[str, Any] = {"model": model, "audio": base64.b64encode(audio).decode(),
+                            "filename": "stdin.wav" if file == "-" else Path(file).name}
+    if language:
+        data["language"] = language
+    result = call("inference.transcribe", data)
+    if Opts.output == "json":
+        _print({"table": None}, result)
+        return
+    print(result["text"])
+    print(f"({result['service']}: {_figures(result)})", file=sys.stderr)
 
 
 @app.command("mcp")

@@ -52,18 +52,17 @@ def _sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
             yield {"kind": "_comment"}
 
 
-class _Follower(threading.Thread):
-    """Follows /api/v1/events and hands this pull's progress events to ``on_progress``."""
+class Follower(threading.Thread):
+    """Follows /api/v1/events and hands every event (``{id, kind, data, ...}``) to ``on_event``."""
 
-    def __init__(self, url: str, api_key: str | None, match: Callable[[dict[str, Any]], bool],
-                 on_progress: Callable[[dict[str, Any]], None]):
-        super().__init__(name="aima-pull-events", daemon=True)
+    def __init__(self, url: str, api_key: str | None, on_event: Callable[[dict[str, Any]], None]):
+        super().__init__(name="aima-events", daemon=True)
         import httpx
 
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, trust_env=False,
                                   timeout=httpx.Timeout(10.0, read=None))
-        self.match, self.on_progress = match, on_progress
+        self.on_event = on_event
         self.ready = threading.Event()
         self.stopped = threading.Event()
 
@@ -76,9 +75,9 @@ class _Follower(threading.Thread):
                     self.ready.set()
                     if self.stopped.is_set():
                         return
-                    if ev.get("kind") == EVENT and self.match(ev.get("data") or {}):
-                        self.on_progress(ev["data"])
-        except Exception:  # noqa: BLE001 - no events means no bar, never a failed pull
+                    if ev.get("kind") != "_comment":
+                        self.on_event(ev)
+        except Exception:  # noqa: BLE001 - no events means no progress drawn, never a failed command
             pass
         finally:
             self.ready.set()
@@ -131,7 +130,11 @@ def call_with_progress(url: str, api_key: str | None, op: str, data: dict[str, A
             bar.update(task, completed=int(d.get("done") or 0), total=int(total) if total else None,
                        description=f"pull {d.get('name') or wanted_name or request}")
 
-    follower = _Follower(url, api_key, match, on_progress)
+    def on_any(ev: dict[str, Any]) -> None:
+        if ev.get("kind") == EVENT and match(ev.get("data") or {}):
+            on_progress(ev["data"])
+
+    follower = Follower(url, api_key, on_any)
     follower.start()
     follower.ready.wait(wait_for_stream_s)  # subscribed before the pull starts, so no event is missed
     client = Client(url, api_key)
