@@ -82,6 +82,10 @@ class NativeRuntime:
         child = self._children.get(handle.pid or -1)
         if child is not None:
             code = child.poll()
+            if code is None and _dying(child.pid):
+                # Killed and still tearing down: not reapable yet for a few moments, but not alive.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    code = child.wait(timeout=2.0)
             if code is not None:
                 self._children.pop(child.pid, None)
                 self._exits[key] = code
@@ -202,6 +206,15 @@ def _pgid(pid: int) -> int | None:
 def _not_zombie(p: psutil.Process) -> bool:
     try:
         return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _dying(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return True
     except psutil.Error:
         return False
 

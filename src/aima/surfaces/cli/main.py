@@ -73,7 +73,19 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 def client() -> Any:
     from aima.surfaces.cli.client import Client
 
-    return Client(Opts.url, Opts.api_key)
+    return Client(daemon_url(), Opts.api_key)
+
+
+def daemon_url() -> str:
+    """--url / AIMA_URL when given; else the URL the local daemon recorded in AIMA_HOME/daemon.pid
+    (it may listen on AIMA_PORT rather than the default); else the default."""
+    if Opts.url != DEFAULT_URL or os.environ.get("AIMA_URL"):
+        return Opts.url
+    home = Path(os.environ.get("AIMA_HOME") or Path.home() / ".aima").expanduser()
+    try:
+        return str(json.loads((home / "daemon.pid").read_text())["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return Opts.url
 
 
 def call(op: str, data: dict[str, Any]) -> Any:
@@ -198,7 +210,7 @@ def _with_progress(cmd: dict[str, Any]) -> Callable[[dict[str, Any], Any], None]
     def run(data: dict[str, Any], _kwargs: Any) -> None:
         from aima.surfaces.cli.progress import call_with_progress
 
-        _print(cmd, call_with_progress(Opts.url, Opts.api_key, cmd["op"], data))
+        _print(cmd, call_with_progress(daemon_url(), Opts.api_key, cmd["op"], data))
     return run
 
 
@@ -449,7 +461,7 @@ def run_cmd(
     for k, v in (("engine", engine), ("name", name), ("timeout_s", timeout)):
         if v is not None:
             data[k] = v
-    result = call_with_progress(Opts.url, Opts.api_key, "service.run", data)
+    result = call_with_progress(daemon_url(), Opts.api_key, "service.run", data)
     svc = result["service"]
     if Opts.output == "json" or detach or result["outcome"] != "ready":
         _print({"table": None, "columns": []}, result)
@@ -528,7 +540,7 @@ def mcp_cmd() -> None:
 
     from aima.surfaces.mcp import serve_stdio
 
-    anyio.run(serve_stdio, Opts.url, Opts.api_key)
+    anyio.run(serve_stdio, daemon_url(), Opts.api_key)
 
 
 _register_generated()
