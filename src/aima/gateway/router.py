@@ -403,6 +403,7 @@ class Gateway:
         first = True
         carry = b""
         tail = b""
+        last = b""
         try:
             while (piece := await conn.read()) is not None:
                 if first:
@@ -418,6 +419,9 @@ class Gateway:
                     piece = rewrite(piece)
                 if sse and b'"usage"' in piece:
                     tail = piece
+                if conn.ready_now():  # the engine's whole answer is in: this piece ends the body (a write less)
+                    last = piece
+                    break
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
         except UpstreamError as e:
             if x.cancelled:
@@ -430,7 +434,8 @@ class Gateway:
                 await send({"type": "http.response.body", "body": b""})
             raise
         conn.release()
-        await send({"type": "http.response.body", "body": carry and (rewrite(carry) if rewrite else carry)})
+        end = carry and (rewrite(carry) if rewrite else carry)
+        await send({"type": "http.response.body", "body": last + end if end else last})
         if tail:
             rm.count_tokens(tail)
 
