@@ -52,8 +52,12 @@ test: $(ENGINES_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
-bench: $(STAMP)
+# Three benchmarks that print figures beside same-run baselines (bench/README.md). gateway.py needs `wrk`
+# (apt-get install -y wrk) and puts LiteLLM in its own venv, bench/.venv-litellm, on first use.
+bench: $(ENGINES_STAMP)
 	$(BIN)/python bench/control_plane.py
+	$(BIN)/python bench/stack.py
+	$(BIN)/python bench/gateway.py
 
 manifest: $(STAMP)
 	$(BIN)/python -m aima.surfaces.cli.manifest --write
