@@ -7,21 +7,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import Daemon
 from tests.engines.tiny import tiny_gguf
 from tests.gateway.conftest import async_client, client, metric
 
-try:
-    import llama_cpp  # noqa: F401
-
-    HAVE_LLAMA = True
-except ImportError:
-    HAVE_LLAMA = False
-
-pytestmark = pytest.mark.skipif(not HAVE_LLAMA, reason="llama-cpp-python is not installed (`make engines` "
-                                                       "installs it): no real llama.cpp engine to route to")
+# `make test` installs the engines (`make engines`): a real llama.cpp engine is always there to route to.
 
 
 def test_llama_cpp_through_the_gateway(daemon: Daemon, tmp_path: Path) -> None:
