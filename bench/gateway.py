@@ -446,12 +446,12 @@ def one_run(up: Upstream, d: Daemon, wrk: str, root: Path, case: Case, door: str
         if back is not None:
             note = (f"after the {door} run ({'stream' if stream else 'json'}, c={conns}) aima held {up.model} not "
                     f"ready (its health probe, GET /v1/models, waits behind the engine's queue and timed out); "
-                    f"ready again {back:.0f} s later")
+                    f"ready again {back:.1f} s later")
             say("        !! " + note)
             up.notes.append(note)
     took = settle()
     if took > 2:
-        say(f"        (waited {took:.0f} s for the machine to settle: the door went on with queued work)")
+        say(f"        (waited {took:.0f} s for the CPUs to go idle: a door's queued work, or other work here)")
     return res
 
 

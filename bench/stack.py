@@ -493,10 +493,10 @@ def fig_requests(h: UpHome, quiet: Quiet, reps: int, chat_reps: int, max_tokens:
         print(f"      {pair_spread(a_ttft, d_ttft)}")
         print(f"    tokens per answer (usage.completion_tokens, else streamed chunks): "
               f"{sorted({r.tokens for r in a_runs + d_runs})}")
-        print(f"    streams cut short and made again: through aima {cuts['aima']}, direct {cuts['direct']} of "
-              f"{chat_reps + 1} each (llama-cpp-python ends a running stream when another request waits, and aima's "
-              f"health probe, GET /v1/models every 2 s, is one: it skips a service with a gateway request in "
-              f"flight, not a direct caller)")
+        print(f"    streams cut short and made again (for {chat_reps + 1} complete answers each): through aima "
+              f"{cuts['aima']}, direct {cuts['direct']} (llama-cpp-python ends a running stream when another "
+              f"request waits, and aima's health probe, GET /v1/models every 2 s, is one: it skips a service with a "
+              f"gateway request in flight, not a direct caller)")
         rows += [Row("chat decode tokens/s (smollm2)", median(a_tps), "tok/s", median(d_tps), "direct",
                      better="higher", paired=pair_ratio(a_tps, d_tps)),
                  Row("chat time to first token", median(a_ttft), "s", median(d_ttft), "direct",
