@@ -183,6 +183,7 @@ class Result:
     cpu: float | None = None  # CPU of the door's process over the run, in cores (1.0 = one core all the time)
     secs: float = 0.0
     good: int = 0
+    rounds: list[float] = field(default_factory=list)  # requests/s of each run merged into this one
 
     def err_text(self) -> str:
         return str(self.errors) if self.errors else "0"
@@ -204,7 +205,7 @@ def merge(rs: list[Result]) -> Result:
     return Result(good / secs if secs else 0.0, statistics.mean(r.p50_ms for r in rs),
                   statistics.mean(r.p99_ms for r in rs), requests, sum(r.errors for r in rs),
                   sum(pieces) / requests if pieces and requests else None,
-                  statistics.mean(cpus) if cpus else None, secs, good)
+                  statistics.mean(cpus) if cpus else None, secs, good, [r.rps for r in rs])
 
 
 def body_for(up: Upstream, stream: bool) -> str:
@@ -391,7 +392,7 @@ def run_upstream(up: Upstream, d: Daemon, wrk: str, root: Path, quiet: Quiet, co
             order = [x for x in rotate(doors, i) if x != "floor" or conns == max(conc)]  # floor: top c only
             for rnd in range(up.rounds):
                 for door in (order if rnd % 2 == 0 else order[::-1]):
-                    runs.setdefault(door, []).append(one_run(up, d, wrk, root, case, door, pyspy and rnd == 0,
+                    runs.setdefault(door, []).append(one_run(up, d, wrk, root, case, door, pyspy if rnd == 0 else None,
                                                              conc))
             for door, rs in runs.items():
                 case.results[door] = merge(rs)
@@ -403,7 +404,7 @@ def run_upstream(up: Upstream, d: Daemon, wrk: str, root: Path, quiet: Quiet, co
     return cases
 
 
-def one_run(up: Upstream, d: Daemon, wrk: str, root: Path, case: Case, door: str, pyspy: str | None | bool,
+def one_run(up: Upstream, d: Daemon, wrk: str, root: Path, case: Case, door: str, pyspy: str | None,
             conc: list[int]) -> Result:
     duration = up.duration
     stream, conns = case.stream, case.conns
@@ -415,7 +416,7 @@ def one_run(up: Upstream, d: Daemon, wrk: str, root: Path, case: Case, door: str
     before = overhead_stats(d) if door == "aima" else None
     spy: Path | None = None
     prof: subprocess.Popen[bytes] | None = None
-    if isinstance(pyspy, str) and door == "aima" and not up.real and not stream and conns == max(conc):
+    if pyspy and door == "aima" and not up.real and not stream and conns == max(conc):
         spy = root / "py-spy.raw"
         prof = subprocess.Popen([pyspy, "record", "-p", str(up.pids["aima"]), "-d", f"{duration - 1:g}",
                                  "-r", "200", "-f", "raw", "--nonblocking", "-o", str(spy)],
@@ -545,7 +546,11 @@ def targets(stub: list[Case], real: list[Case]) -> str:
             if label == "smollm2" and c.conns in (16, 64):
                 r = x(a, d)
                 n = min(v.good for v in (a, d) if v is not None) if a and d else 0
-                note = "; ".join(broken) or (f"+-{100 / n:.0f}% resolution ({n} answers)" if n else "")
+                drift = [(max(v.rounds) - min(v.rounds)) / statistics.mean(v.rounds) for v in (a, d)
+                         if v is not None and len(v.rounds) > 1 and statistics.mean(v.rounds)]
+                note = "; ".join(broken) or (
+                    f"{n} answers a door; " + (f"one door's runs differ by up to {100 * max(drift):.0f}%" if drift
+                                              else f"+-{100 / n:.0f}% from counting alone") if n else "")
                 body.append([f"{label} c={c.conns}: >= 0.95x direct req/s", mode, xs(r, a),
                              verdict(None if r is None or broken else r >= 0.95), xs(x(lt, d), lt), note])
             if label == "stub" and c.conns == 64:
