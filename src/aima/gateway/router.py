@@ -1,5 +1,5 @@
-"""The OpenAI routes under /v1, served as lean ASGI in front of FastAPI (no validation layer, no
-re-encoding on the fast path).
+"""The OpenAI routes under /v1: what the front protocol (``aima.gateway.front``) runs for each request,
+outside ASGI and FastAPI (no validation layer, no re-encoding on the fast path).
 
 A request: read the body, take its ``model`` (JSON, form or multipart), find the services that serve
 that name (service name, model name or catalog alias: exact matches only), pick the ready instance
@@ -13,8 +13,8 @@ reconciler starts it and the request waits (bounded by the service's health time
 unreachable: another ready instance is tried, else 502, and the reconciler re-probes the instance now.
 Every error has OpenAI's shape ``{"error": {"message", "type", "code"}}``.
 
-``Door`` is the daemon's outermost ASGI layer: the API key check for every route except ``/health``,
-then ``/v1/...`` here and everything else to FastAPI.
+``Door`` is the daemon's outermost ASGI layer, for every other route: the API key check for all but
+``/health``, then FastAPI.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter
@@ -38,6 +38,9 @@ from aima.gateway.metrics import Metrics, RequestMetrics
 from aima.gateway.proxy import Connection, Pool, UpstreamError, answer_headers, header, request_head
 from aima.gateway.routes import Endpoint, RouteTable, ServiceRoute
 
+if TYPE_CHECKING:
+    from aima.gateway.front import Exchange
+
 log = logging.getLogger("aima.gateway")
 
 Scope = dict[str, Any]
@@ -45,7 +48,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MiB = 1 << 20
-WATCH_AFTER_S = 0.02  # a client that leaves a request running longer than this aborts it at once
 
 
 @dataclass(frozen=True)
@@ -83,40 +85,6 @@ class GatewayError(Exception):
         return json.dumps({"error": err}).encode()
 
 
-async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [JSON_CT, (b"content-length", str(len(body)).encode()), *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
-
-
-class _Exchange:
-    """One relayed request: the engine connection, and whether the client went away."""
-
-    __slots__ = ("receive", "conn", "finished", "cancelled", "watcher")
-
-    def __init__(self, receive: Receive) -> None:
-        self.receive = receive
-        self.conn: Connection | None = None
-        self.finished = False
-        self.cancelled = False
-        self.watcher: asyncio.Task[None] | None = None
-
-    def watch(self) -> None:
-        if self.watcher is None and not self.finished:
-            self.watcher = asyncio.get_running_loop().create_task(self._watch())
-
-    async def _watch(self) -> None:
-        """Wait for the client to go away; then abort the engine connection (the engine frees its slot)."""
-        while True:
-            msg = await self.receive()
-            if msg["type"] == "http.disconnect":
-                if not self.finished:
-                    self.cancelled = True
-                    if self.conn is not None and self.conn.owner is self:
-                        self.conn.abort()
-                return
-
-
 class Gateway:
     def __init__(self) -> None:
         self.ctx: Any = None
@@ -142,41 +110,67 @@ class Gateway:
         self.pool.close()
 
     # ------------------------------------------------------------------ entry
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        t0 = perf_counter()
-        path = scope["path"]
+    def body_limit(self, path: str) -> int:
         spec = ROUTES.get(path)
+        return spec.limit if spec is not None else 0
+
+    async def serve(self, ex: Exchange) -> None:
+        """Answer one /v1 request (the front protocol's :class:`Exchange`); never raises."""
+        t0 = perf_counter()
         try:
-            if spec is None:
-                raise GatewayError(404, f"no route {path}; the OpenAI routes are {', '.join(ROUTES)}",
-                                   "invalid_request_error", "not_found")
-            method = scope["method"]
-            if method not in spec.methods:
-                raise GatewayError(405, f"{path} takes {' or '.join(spec.methods)}, not {method}",
-                                   "invalid_request_error", "method_not_allowed",
-                                   headers=[(b"allow", ", ".join(spec.methods).encode())])
-            if path == "/v1/models":
-                await send_json(send, 200, self._models())
-                return
-            if method == "GET":  # /v1/audio/voices
-                model = _query_model(scope)
-                if model is None:
-                    await send_json(send, 200, await self._all_voices())
-                    return
-                await self._relay(scope, receive, send, t0, path, model, None)
-                return
-            body = await _read_body(receive, spec.limit)
-            if body is None:
-                return  # the client left before sending its body
-            try:
-                parsed = bodies.parse(header(scope["headers"], b"content-type") or b"", body)
-            except bodies.BadBody as e:
-                raise GatewayError(400, e.message, "invalid_request_error", e.code, param=e.param) from None
-            await self._relay(scope, receive, send, t0, path, parsed.model, parsed)
+            await self._serve(ex, t0)
         except GatewayError as e:
             if self.metrics is not None:
                 self.metrics.error("", e.code)
-            await send_json(send, e.status, e.body(), e.headers)
+            if not ex.started:
+                ex.whole(e.status, [JSON_CT, *e.headers], e.body())
+            elif not ex.response_complete:
+                ex.abort()
+        except Exception:  # noqa: BLE001 - one request's bug must not take the connection's others down
+            log.exception("gateway: %s %s failed", ex.method, ex.path)
+            if not ex.started:
+                err = GatewayError(500, "aima's gateway failed on this request; see the daemon's log",
+                                   "server_error", "internal_error")
+                ex.whole(500, [JSON_CT], err.body())
+            elif not ex.response_complete:
+                ex.abort()
+
+    async def _serve(self, ex: Exchange, t0: float) -> None:
+        if self.keys.enabled and not self.keys.check(presented_key(ex.headers)):
+            raise GatewayError(401, "a valid API key is needed: send `Authorization: Bearer KEY` or "
+                                    "`X-API-Key: KEY` (the CLI: --api-key or AIMA_API_KEY)",
+                               "authentication_error", "invalid_api_key",
+                               headers=[(b"www-authenticate", b"Bearer")])
+        path = ex.path
+        spec = ROUTES.get(path)
+        if spec is None:
+            raise GatewayError(404, f"no route {path}; the OpenAI routes are {', '.join(ROUTES)}",
+                               "invalid_request_error", "not_found")
+        method = ex.method
+        if method not in spec.methods:
+            raise GatewayError(405, f"{path} takes {' or '.join(spec.methods)}, not {method}",
+                               "invalid_request_error", "method_not_allowed",
+                               headers=[(b"allow", ", ".join(spec.methods).encode())])
+        if path == "/v1/models":
+            ex.whole(200, [JSON_CT], self._models())
+            return
+        if method == "GET":  # /v1/audio/voices
+            model = _query_model(ex.query)
+            if model is None:
+                ex.whole(200, [JSON_CT], await self._all_voices())
+                return
+            await self._relay(ex, t0, path, model, None)
+            return
+        body = await ex.body()
+        if body is None:
+            return  # the client left before sending its body
+        if ex.too_large:
+            raise _too_large(spec.limit)
+        try:
+            parsed = bodies.parse(ex.header(b"content-type") or b"", body)
+        except bodies.BadBody as e:
+            raise GatewayError(400, e.message, "invalid_request_error", e.code, param=e.param) from None
+        await self._relay(ex, t0, path, parsed.model, parsed)
 
     # ------------------------------------------------------------------ /v1/models and voices
     def _models(self) -> bytes:
@@ -271,8 +265,7 @@ class Gateway:
         raise _not_ready(model, route, state, res.message or (row.message if row is not None else None))
 
     # ------------------------------------------------------------------ relaying
-    async def _relay(self, scope: Scope, receive: Receive, send: Send, t0: float, path: str, model: str,
-                     parsed: bodies.Parsed | None) -> None:
+    async def _relay(self, ex: Exchange, t0: float, path: str, model: str, parsed: bodies.Parsed | None) -> None:
         routes = self.routes.resolve(model)
         if not routes:
             raise self._not_served(model)
@@ -289,16 +282,8 @@ class Gateway:
         metrics = self.metrics
         assert metrics is not None
         served = route.model
-        method = scope["method"]
+        method = ex.method
         body = parsed.with_model(served) if parsed is not None else b""
-        target = scope.get("raw_path") or path.encode()
-        qs = scope.get("query_string")
-        if qs:
-            target = target + b"?" + qs
-        in_headers = scope["headers"]
-        x = _Exchange(receive)
-        # Watching for the client to leave costs a task: only for answers that take a while.
-        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, x.watch)
         route.active += 1
         route.last_used = time.time()
         tried: list[Endpoint] = []
@@ -313,19 +298,22 @@ class Gateway:
                 conn: Connection | None = None
                 try:
                     conn = await self.pool.acquire(ep.connect_host, ep.port)
-                    x.conn = conn
-                    conn.owner = x
-                    conn.send(request_head(method, target, ep.connect_host, ep.port, in_headers,
+                    if ex.disconnected:  # the client left while this waited (a load, a connect)
+                        status, from_engine = 499, True
+                        return
+                    conn.owner = ex
+                    ex.upstream = conn  # a client that goes away aborts this connection at once
+                    conn.send(request_head(method, ex.target, ep.connect_host, ep.port, ex.headers,
                                            len(body) if method != "GET" else None), body)
                     t_up = perf_counter()
                     status, up_headers = await conn.response(self.timeout_s)
                     from_engine = True
                     t_first = perf_counter()
-                    await self._answer(send, x, conn, t0, load_s, t_up, t_first, rm, path, model, route, ep,
+                    await self._answer(ex, conn, t0, load_s, t_up, t_first, rm, path, model, route, ep,
                                        status, up_headers)
                     return
                 except UpstreamError as e:
-                    if x.cancelled:
+                    if ex.disconnected:
                         status, from_engine = 499, True
                         return
                     if conn is not None and conn.reused and not conn.got_bytes and ep not in tried:
@@ -351,15 +339,12 @@ class Gateway:
                                             f"{ep.instance_id}) is unreachable: {e.message}; it is being re-checked",
                                        "upstream_error", "engine_unreachable") from None
                 finally:
+                    ex.upstream = None
                     ep.inflight -= 1
                     rm.inflight -= 1
-                    if conn is not None and conn.owner is x:
+                    if conn is not None and conn.owner is ex:
                         conn.abort()  # not handed back to the pool: an error, or the client left
         finally:
-            x.finished = True
-            timer.cancel()
-            if x.watcher is not None:
-                x.watcher.cancel()
             route.active -= 1
             route.last_used = time.time()
             rm.answered(status)
@@ -367,8 +352,7 @@ class Gateway:
             if from_engine and status >= 400:
                 metrics.error(served, "cancelled" if status == 499 else f"engine_http_{status}")
 
-    async def _answer(self, send: Send, x: _Exchange, conn: Connection, t0: float, load_s: float, t_up: float,
-                      t_first: float,
+    async def _answer(self, ex: Exchange, conn: Connection, t0: float, load_s: float, t_up: float, t_first: float,
                       rm: RequestMetrics, path: str, model: str, route: ServiceRoute, ep: Endpoint, status: int,
                       up_headers: list[tuple[bytes, bytes]]) -> None:
         served = route.model
@@ -386,20 +370,20 @@ class Gateway:
             if rewrite is not None:
                 data = rewrite(data)
             out = answer_headers(up_headers, keep_length=False)
-            out.append((b"content-length", str(len(data)).encode()))
             overhead = (perf_counter() - t0) - load_s - (t_last - t_up)
             out += self._aima_headers(route, ep, overhead, load_s)
             rm.overhead.observe(overhead)
-            await send({"type": "http.response.start", "status": status, "headers": out})
-            await send({"type": "http.response.body", "body": data})
+            ex.whole(status, out, data)
             rm.count_tokens(data)
             return
-        x.watch()  # a stream: from now on a client that leaves stops the engine
-        out = answer_headers(up_headers, keep_length=rewrite is None)
+        # A stream (SSE, audio): piece by piece as the engine writes them; the length is kept when
+        # nothing is rewritten and the engine sent one.
+        keep_length = rewrite is None and header(up_headers, b"content-length") is not None
+        out = answer_headers(up_headers, keep_length=keep_length)
         overhead = (perf_counter() - t0) - load_s - (t_first - t_up)
         out += self._aima_headers(route, ep, overhead, load_s)
         rm.overhead.observe(overhead)
-        await send({"type": "http.response.start", "status": status, "headers": out})
+        ex.start(status, out, length=keep_length)
         first = True
         carry = b""
         tail = b""
@@ -422,20 +406,23 @@ class Gateway:
                 if conn.ready_now():  # the engine's whole answer is in: this piece ends the body (a write less)
                     last = piece
                     break
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                ex.write(piece)
+                await ex.drain()
         except UpstreamError as e:
-            if x.cancelled:
+            if ex.disconnected:
                 raise
             log.warning("engine %s broke off its answer to %s: %s", ep.instance_id, path, e.message)
-            if sse:
+            if sse and not keep_length:
                 err = GatewayError(502, f"the engine broke off its answer: {e.message}", "upstream_error",
                                    "engine_broke_off")
-                await send({"type": "http.response.body", "body": b"data: " + err.body() + b"\n\n", "more_body": True})
-                await send({"type": "http.response.body", "body": b""})
+                ex.write(b"data: " + err.body() + b"\n\n")
+                ex.end()
+            else:
+                ex.abort()
             raise
         conn.release()
         end = carry and (rewrite(carry) if rewrite else carry)
-        await send({"type": "http.response.body", "body": last + end if end else last})
+        ex.end(last + end if end else last)
         if tail:
             rm.count_tokens(tail)
 
@@ -465,36 +452,11 @@ def _not_ready(model: str, route: ServiceRoute, state: str, message: str | None)
                         extra={"service": route.name, "state": state})
 
 
-def _query_model(scope: Scope) -> str | None:
-    qs = scope.get("query_string") or b""
+def _query_model(qs: bytes) -> str | None:
     if not qs:
         return None
     values = parse_qs(qs.decode("latin-1")).get("model")
     return values[-1] if values else None
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    msg = await receive()
-    if msg["type"] != "http.request":
-        return None
-    body = msg.get("body", b"")
-    if not msg.get("more_body"):
-        if len(body) > limit:
-            raise _too_large(limit)
-        return body
-    parts = [body]
-    size = len(body)
-    while True:
-        msg = await receive()
-        if msg["type"] != "http.request":
-            return None
-        chunk = msg.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(chunk)
-        if not msg.get("more_body"):
-            return b"".join(parts)
 
 
 def _too_large(limit: int) -> GatewayError:
@@ -503,7 +465,11 @@ def _too_large(limit: int) -> GatewayError:
 
 
 class Door:
-    """The daemon's outermost ASGI layer: API keys, then /v1 to the gateway, the rest to FastAPI."""
+    """The daemon's outermost ASGI layer: the API key check for every route but ``/health``, then FastAPI.
+
+    ``/v1/...`` never gets here: the front protocol (``aima.gateway.front``) answers it before ASGI.
+    Under another ASGI server the OpenAI routes answer 501, saying so.
+    """
 
     def __init__(self, app: Any, gateway: Gateway):
         self.app = app
@@ -513,15 +479,21 @@ class Door:
         if scope["type"] == "http":
             gw = self.gateway
             path = scope["path"]
+            err = None
             if gw.keys.enabled and path != "/health" and not gw.keys.check(presented_key(scope["headers"])):
                 err = GatewayError(401, "a valid API key is needed: send `Authorization: Bearer KEY` or "
                                         "`X-API-Key: KEY` (the CLI: --api-key or AIMA_API_KEY)",
                                    "authentication_error", "invalid_api_key",
                                    headers=[(b"www-authenticate", b"Bearer")])
-                await send_json(send, 401, err.body(), err.headers)
-                return
-            if path.startswith("/v1/"):
-                await gw.handle(scope, receive, send)
+            elif path.startswith("/v1/"):
+                err = GatewayError(501, "the OpenAI routes are served by aima's own HTTP protocol: run the daemon "
+                                        "with `aima serve` (or `aima start`), not under another ASGI server",
+                                   "server_error", "not_implemented")
+            if err is not None:
+                body = err.body()
+                await send({"type": "http.response.start", "status": err.status,
+                            "headers": [JSON_CT, (b"content-length", str(len(body)).encode()), *err.headers]})
+                await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
 

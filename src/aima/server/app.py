@@ -35,9 +35,10 @@ def build_context(settings: Settings) -> Any:
 
 
 class _App(FastAPI):
-    """FastAPI behind the gateway's ``Door`` (the API key check, then /v1 without FastAPI's layers)."""
+    """FastAPI behind the gateway's ``Door`` (the API key check); ``gateway`` answers /v1 before ASGI."""
 
     door: Any = None
+    gateway: Any = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.door(scope, receive, send)
@@ -46,7 +47,7 @@ class _App(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, ctx: Any | None = None) -> FastAPI:
+def create_app(settings: Settings, ctx: Any | None = None) -> _App:
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
     from mcp.server.transport_security import TransportSecuritySettings
 
@@ -87,8 +88,10 @@ def create_app(settings: Settings, ctx: Any | None = None) -> FastAPI:
             context.db.close()
 
     app = _App(title="aima", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
-    # API keys for every route but /health, and /v1 served lean: in front of all of FastAPI's layers.
+    # API keys for every route but /health, in front of all of FastAPI's layers; /v1 is served by the
+    # daemon's front protocol (aima.gateway.front) with this gateway, before ASGI.
     app.door = Door(app.fastapi, gateway)
+    app.gateway = gateway
 
     @app.exception_handler(AimaError)
     async def _aima_error(_req: Request, e: AimaError) -> JSONResponse:
