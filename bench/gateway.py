@@ -574,9 +574,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=16, help="tokens per answer of the real engine")
     p.add_argument("--only", choices=("stub", "real"), action="append", help="one upstream only (repeatable)")
     p.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out (and do not install it)")
-    p.add_argument("--engine-as-rendered", action="store_true",
-                   help="run llama.cpp exactly as the catalog renders it (it then cuts a running stream short "
-                        "whenever another request waits: streamed figures at c>1 mean little)")
     p.add_argument("--py-spy", metavar="PATH", help="a py-spy binary: profile the daemon during the stub's "
                                                     "json run at the highest concurrency and print where the time goes")
     p.add_argument("--max-wait", type=float, default=60, help="seconds to wait for a busy machine, each time")
@@ -622,15 +619,6 @@ def main(argv: list[str] | None = None) -> int:
             view = d.op("service.get", service="smollm2-135m")
             d.note_engines(view)
             say(f"`aima run smollm2-135m --detach` (pull + start) took {time.monotonic() - t:.1f} s")
-            if not args.engine_as_rendered:
-                # llama-cpp-python's server interrupts a running stream as soon as another request waits (its
-                # interrupt_requests defaults to true): the stream ends early and the connection is dropped in the
-                # middle of the chunked answer. The same command with that switched off queues streams instead.
-                cmd = view["command"] + " --interrupt_requests false"
-                d.op("service.delete", service=view["id"])
-                view = custom_service(d, "smollm2-135m", cmd, view.get("health") or "/v1/models")
-                say("the engine runs aima's rendered command plus `--interrupt_requests false` (see "
-                    "--engine-as-rendered)")
             say(f"engine: {view['command']}")
             ups.append(Upstream("smollm2", "smollm2-135m", view["endpoint"], True, args.max_tokens,
                                 args.real_duration, rounds=max(1, args.rounds)))

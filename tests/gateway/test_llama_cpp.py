@@ -47,6 +47,27 @@ def test_llama_cpp_through_the_gateway(daemon: Daemon, tmp_path: Path) -> None:
         return [o.usage.completion_tokens for o in outs if o.usage]
 
     assert asyncio.run(many()) == [3, 3, 3, 3]
+
+    async def streams() -> list[tuple[int, str | None]]:
+        # Concurrent streams queue in llama.cpp (the catalog sets interrupt_requests false): each is whole.
+        ac = async_client(daemon)
+
+        async def one(i: int) -> tuple[int, str | None]:
+            n, finish = 0, None
+            async for ch in await ac.chat.completions.create(
+                    model="tiny", messages=[{"role": "user", "content": f"s{i}"}], max_tokens=6, stream=True):
+                if ch.choices and ch.choices[0].delta.content:
+                    n += 1
+                if ch.choices and ch.choices[0].finish_reason:
+                    finish = ch.choices[0].finish_reason
+            return n, finish
+
+        outs = await asyncio.gather(*(one(i) for i in range(3)))
+        await ac.close()
+        return outs
+
+    for n, finish in asyncio.run(streams()):
+        assert finish is not None and n >= 3, (n, finish)
     vecs = c.embeddings.create(model="tiny-embed", input=["hello world", "the"])
     # (A causal LM without pooling answers one 64-wide vector per token; the gateway relays it as it is.)
     assert vecs.model == "tiny-embed" and len(vecs.data) == 2 and vecs.data[0].embedding
