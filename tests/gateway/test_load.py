@@ -54,6 +54,11 @@ def test_stopped_service_with_idle_ttl_wakes_on_request(daemon: Daemon) -> None:
     text = daemon.http.get("/metrics").text
     assert metric(text, "aima_service_loads_total", service="lazy") == 2
     assert metric(text, "aima_service_load_seconds_count", model="echo-lazy") == 2
+    # `aima chat` (the inference operation, which calls the engine itself) wakes it the same way.
+    daemon.op("service.stop", service="lazy")
+    out = daemon.op("inference.chat", model="lazy", prompt="from the cli")
+    assert out["text"] == "echo: from the cli" and out["service"] == "lazy"
+    assert len(events(daemon, "service.loaded")) == 3
 
 
 @pytest.fixture

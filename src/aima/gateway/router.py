@@ -237,17 +237,15 @@ class Gateway:
         from aima.store.tables import ServiceRow
 
         ctx = self.ctx
-        with ctx.db.session() as s:
-            rows = [s.get(ServiceRow, r.service_id) for r in routes]
-        candidates = [(r, row) for r, row in zip(routes, rows, strict=True) if row is not None]
-        if not candidates:
-            raise self._not_served(model)
-        loadable = [(r, row) for r, row in candidates if row.idle_ttl_s is not None]
-        if not loadable:
-            route, row = candidates[0]
+        found = ctx.routes.loadable(ctx.db, routes)
+        if found is None:
+            route = routes[0]
+            with ctx.db.session() as s:
+                row = s.get(ServiceRow, route.service_id)
+            if row is None:
+                raise self._not_served(model)
             raise _not_ready(model, route, row.state, row.message)
-        # A service already on its way up first, else the first one.
-        route, row = next(((r, w) for r, w in loadable if w.desired == "running"), loadable[0])
+        route, row = found
         try:
             res = await ctx.reconciler.load(row.id, reason=f"a request for {model}")
         except InsufficientMemory as e:

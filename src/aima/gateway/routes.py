@@ -194,6 +194,17 @@ class RouteTable:
             return [r]
         return self._by_model.get(name) or self._by_alias.get(name) or []
 
+    @staticmethod
+    def loadable(db: Database, routes: list[ServiceRoute]) -> tuple[ServiceRoute, ServiceRow] | None:
+        """Of services none of which is ready, the one to load on demand (it has an idle TTL): one already
+        on its way up first, else the first. None: no service here is loaded on demand."""
+        with db.session() as s:
+            rows = [(r, s.get(ServiceRow, r.service_id)) for r in routes]
+        loadable = [(r, row) for r, row in rows if row is not None and row.idle_ttl_s is not None]
+        if not loadable:
+            return None
+        return next(((r, w) for r, w in loadable if w.desired == "running"), loadable[0])
+
     def lookup(self, model: str) -> ServiceRoute | None:
         routes = self.resolve(model)
         return routes[0] if routes else None

@@ -4,7 +4,9 @@ Each finds a READY service of the model (by service name, catalog name or alias)
 service's engine on its OpenAI endpoint (``/v1/chat/completions``, ``/v1/embeddings``,
 ``/v1/audio/speech``, ``/v1/audio/transcriptions``) and measures it: tokens per second, time to the
 first token, embeddings per second, real-time factor (processing time / audio duration; below 1 is
-faster than real time). Until the gateway proxies ``/v1``, these talk to the engine directly.
+faster than real time). These talk to the engine directly (not through the gateway's /v1) so that
+the figures are the engine's own; like the gateway they count as use (no idle unload mid-request) and
+wake a stopped service that has an idle TTL (load on demand).
 
 Nothing is made up here: an engine that does not answer, answers an error, or breaks off a stream is
 an error naming the service and what the engine said.
@@ -64,12 +66,19 @@ def catalog_model(ctx: Context, ref: str) -> Any:
         return None
 
 
-def find_ready(ctx: Context, ref: str, want: str | None = None) -> Target:
+async def find_ready(ctx: Context, ref: str, want: str | None = None) -> Target:
     """A ready service for ``ref`` (the route table's order: service name, then model name, then a catalog
     alias), least busy instance first. ``want`` is the model type the request needs (llm, embedding,
-    tts, asr): a service of another type is refused before its engine is bothered."""
+    tts, asr): a service of another type is refused before its engine is bothered. None ready but one
+    with an idle TTL: it is loaded (started, waiting until ready) as a gateway request would load it."""
     routes = ctx.routes.resolve(ref)
     ready = [r for r in routes if r.endpoints]
+    if routes and not ready:
+        found = ctx.routes.loadable(ctx.db, routes)
+        if found is not None:
+            await ctx.reconciler.load(found[1].id, reason=f"a request for {ref}")
+            routes = ctx.routes.resolve(ref)
+            ready = [r for r in routes if r.endpoints]
     if ready:
         route = ready[0]
         if want is not None:
@@ -212,7 +221,7 @@ async def chat(ctx: Context, inp: ChatInput) -> ChatOutput:
     """Ask a ready LLM service one question (or send a whole conversation) and get its answer.
 
     With the figures: tokens per second and, when streaming, the time to the first token."""
-    t = find_ready(ctx, inp.model, "llm")
+    t = await find_ready(ctx, inp.model, "llm")
     messages = [m.model_dump() for m in inp.messages] if inp.messages is not None else \
         [{"role": "user", "content": inp.prompt}]
     body: dict[str, Any] = {"model": t.model, "messages": messages, "max_tokens": inp.max_tokens,
@@ -323,7 +332,7 @@ class EmbedOutput(Output):
            cli=Cli(None, "embed", args=("model", "inputs"), table="data", columns=("index", "text", "embedding")))
 async def embed(ctx: Context, inp: EmbedInput) -> EmbedOutput:
     """Embed texts with a ready embedding service: one vector per text, with the embeddings per second."""
-    t = find_ready(ctx, inp.model, "embedding")
+    t = await find_ready(ctx, inp.model, "embedding")
     t0 = time.monotonic()
     async with _engine(t) as client:
         reply = _json(t, await client.post("/v1/embeddings", json={"model": t.model, "input": inp.inputs}))
@@ -390,7 +399,7 @@ async def speak(ctx: Context, inp: SpeakInput) -> SpeakOutput:
     """Say a text with a ready text-to-speech service and get the audio.
 
     The audio comes base64 (WAV, or raw 16-bit PCM), with its duration and the synthesis' real-time factor."""
-    t = find_ready(ctx, inp.model, "tts")
+    t = await find_ready(ctx, inp.model, "tts")
     body: dict[str, Any] = {"model": t.model, "input": inp.text, "voice": inp.voice or t.model,
                             "response_format": "wav"}
     if inp.speed is not None:
@@ -449,7 +458,7 @@ async def transcribe(ctx: Context, inp: TranscribeInput) -> TranscribeOutput:
         raise InvalidInput("audio is not valid base64", field="audio") from None
     if not audio:
         raise InvalidInput("audio is empty", field="audio")
-    t = find_ready(ctx, inp.model, "asr")
+    t = await find_ready(ctx, inp.model, "asr")
     form = {"model": t.model, "response_format": "verbose_json"}
     if inp.language:
         form["language"] = inp.language
