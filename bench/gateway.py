@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -45,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 STUB = HERE / "stub_upstream.py"
 LITELLM_VENV = HERE / ".venv-litellm"
 NEVER_STOP = {"0": -100, "2": -100}  # SmolLM2's <|endoftext|> and <|im_end|>: every answer has max_tokens tokens
-DOORS = ("direct", "aima", "litellm", "floor")  # floor: bench/asgi_floor.py under uvicorn, stub only
+DOORS = ("direct", "aima", "litellm", "floor")  # floor: bench/relay_floor.py, a bare byte relay, stub only
 PROMPT = "Write one sentence about the sea."
 
 LUA = r"""
@@ -329,25 +330,23 @@ def profile_top(raw: Path, n: int = 14) -> str:
     return "\n".join(out)
 
 
-def start_floor(root: Path, timeout: float = 60) -> tuple[subprocess.Popen[bytes], int]:
-    """bench/asgi_floor.py under uvicorn (uvloop, httptools, no access log: as the daemon runs)."""
+def start_floor(root: Path, upstream: str, timeout: float = 60) -> tuple[subprocess.Popen[bytes], int]:
+    """bench/relay_floor.py in front of ``upstream`` (host:port): the least a Python proxy does per request."""
     port = free_port()
-    proc = start_process([PY, "-m", "uvicorn", "asgi_floor:app", "--app-dir", str(HERE), "--host", "127.0.0.1",
-                          "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                         {**no_aima_env(), "PYTHONPATH": str(HERE)}, root / "floor.log")
+    proc = start_process([PY, str(HERE / "relay_floor.py"), "--port", str(port), "--upstream", upstream],
+                         no_aima_env(), root / "floor.log")
     t0 = time.monotonic()
-    with httpx.Client(timeout=2, trust_env=False) as c:
-        while time.monotonic() - t0 < timeout:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the uvicorn floor exited {proc.returncode}: "
-                                   f"{(root / 'floor.log').read_text(errors='replace')[-800:]}")
-            try:
-                c.get(f"http://127.0.0.1:{port}/")
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the relay floor exited {proc.returncode}: "
+                               f"{(root / 'floor.log').read_text(errors='replace')[-800:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return proc, port
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        except OSError:
+            time.sleep(0.1)
     stop_group(proc)
-    raise RuntimeError("the uvicorn floor did not come up")
+    raise RuntimeError("the relay floor did not come up")
 
 
 def check_doors(up: Upstream) -> None:
@@ -474,7 +473,7 @@ def added(door: Result | None, direct: Result | None, which: str) -> float | Non
 def tables(cases: list[Case]) -> str:
     out = []
     head = ["mode", "c", "direct req/s", "aima req/s", "aima/direct", "litellm req/s", "litellm/direct",
-            "uvicorn floor req/s", "CPU direct/aima/litellm", "errors direct/aima/litellm"]
+            "relay floor req/s", "CPU direct/aima/litellm", "errors direct/aima/litellm"]
     body = []
 
     def cores(v: Result | None) -> str:
@@ -556,7 +555,7 @@ def targets(stub: list[Case], real: list[Case]) -> str:
             if label == "stub" and c.conns == 64:
                 r = x(a, d)
                 f = x(fl, d)
-                note = "; ".join(broken) or (f"uvicorn alone, no upstream at all: {xs(f)}" if f is not None else "")
+                note = "; ".join(broken) or (f"a bare byte relay in Python: {xs(f)}" if f is not None else "")
                 body.append([f"{label} c=64: >= 0.5x direct req/s", mode, xs(r, a),
                              verdict(None if r is None or broken else r >= 0.5), xs(x(lt, d), lt), note])
     return grid(head, body)
@@ -607,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
             view = custom_service(d, "stub", f"{PY} {STUB} --port {{port}} --model {{model}}", "/health")
             ups.append(Upstream("stub", "stub", view["endpoint"], False, 16, args.duration))
             ups[-1].pids["direct"] = view["instances"][0]["pid"]
-            floor = start_floor(root)
+            floor = start_floor(root, view["endpoint"].removeprefix("http://"))
             ups[-1].doors["floor"], ups[-1].pids["floor"] = f"http://127.0.0.1:{floor[1]}", floor[0].pid
             extra_procs.append(floor[0])
         if "real" in only:
