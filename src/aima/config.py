@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     port_range: str = "20000-29999"
     reconcile_interval_s: float = 1.0
     health_timeout_s: float = 600.0
+    # A running engine whose health probes time out (port accepting, no answer in 2 s) is busy, not down:
+    # it stays ready until probes have timed out for this long (refused or failing probes: 3 misses).
+    busy_grace_s: float = 60.0
     stop_grace_s: float = 10.0
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 3

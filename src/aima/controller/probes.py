@@ -16,6 +16,9 @@ class ProbeResult:
     ready: bool
     stage: str  # "port", "health", "identity", "ok"
     detail: str = ""
+    # The port accepted the connection but no answer came in time: an engine busy with its queue (a
+    # llama.cpp server answers between generations only) rather than one that is down.
+    slow: bool = False
 
 
 async def port_accepting(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -41,7 +44,8 @@ async def probe(client: httpx.AsyncClient, host: str, port: int, health_path: st
         try:
             r = await client.get(base + health_path, timeout=2.0)
         except httpx.HTTPError as e:
-            return ProbeResult(False, "health", f"GET {health_path}: {type(e).__name__}")
+            return ProbeResult(False, "health", f"GET {health_path}: {type(e).__name__}",
+                               slow=isinstance(e, httpx.TimeoutException))
         if r.status_code != 200:
             return ProbeResult(False, "health", f"GET {health_path} answered {r.status_code}")
     return await check_identity(client, base, served_name, identity_required)
@@ -53,7 +57,8 @@ async def check_identity(client: httpx.AsyncClient, base: str, served_name: str,
     try:
         r = await client.get(base + "/v1/models", timeout=2.0)
     except httpx.HTTPError as e:
-        return ProbeResult(False, "identity", f"GET /v1/models: {type(e).__name__}")
+        return ProbeResult(False, "identity", f"GET /v1/models: {type(e).__name__}",
+                           slow=isinstance(e, httpx.TimeoutException))
     if r.status_code in (404, 405) and not required:
         return ProbeResult(True, "ok", "engine does not list models; identity not checked")
     if r.status_code != 200:

@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", action="store_true", help="start a child process in the same group")
     p.add_argument("--no-models", action="store_true", help="answer 404 on /v1/models")
     p.add_argument("--stream-delay", type=float, default=0.0, help="seconds between streamed chunks")
+    p.add_argument("--busy-after", type=float, default=None,
+                   help="from this many seconds on, /health and /v1/models take 30 s to answer (a busy engine)")
+    p.add_argument("--unhealthy-after", type=float, default=None, help="from this many seconds on, /health is 503")
     args = p.parse_args(argv)
 
     for line in args.say:
@@ -159,8 +162,12 @@ def main(argv: list[str] | None = None) -> int:
             self.wfile.write(data)
 
         def do_GET(self) -> None:  # noqa: N802
+            if (args.busy_after is not None and self.path in ("/health", "/v1/models")
+                    and time.monotonic() - started >= args.busy_after):
+                time.sleep(30)
             if self.path == "/health":
-                if time.monotonic() - started < args.ready_after:
+                up = time.monotonic() - started
+                if up < args.ready_after or (args.unhealthy_after is not None and up >= args.unhealthy_after):
                     self._send(503, {"status": "loading"})
                 else:
                     self._send(200, {"status": "ok"})
