@@ -10,14 +10,19 @@ random (seeded): the replies are gibberish, which is the point — it exercises 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
             "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 
 
-def tiny_gguf(path: str | Path, *, name: str = "tiny-random-llama", n_embd: int = 64, n_layer: int = 2,
-              n_ctx: int = 512, seed: int = 0) -> Path:
-    """Write the tiny GGUF at ``path`` (parents created) and return the path."""
+def tiny_gguf(path: str | Path, *, name: str | None = None, arch: str = "llama", n_embd: int = 64,
+              n_layer: int = 2, n_ctx: int = 512, seed: int = 0, words: bool = True, file_type: Any = None,
+              pooling: bool = False) -> Path:
+    """Write the tiny GGUF at ``path`` (parents created) and return the path.
+
+    ``words=False`` leaves the few whole-word tokens out (98 tokens: the byte, control and ASCII ones);
+    ``arch``, ``file_type`` and ``pooling`` change only the metadata (the model store's scanner reads it)."""
     import gguf
     import numpy as np
 
@@ -41,7 +46,8 @@ def tiny_gguf(path: str | Path, *, name: str = "tiny-random-llama", n_embd: int 
     add("<0x0A>", 0.0, gguf.TokenType.BYTE)
     for c in range(33, 127):
         add(chr(c), -10.0, gguf.TokenType.NORMAL)
-    for i, word in enumerate(["\u2581the", "\u2581hello", "\u2581world", "\u2581a", "\u2581is", "\u2581"]):
+    for i, word in enumerate(["\u2581the", "\u2581hello", "\u2581world", "\u2581a", "\u2581is", "\u2581"]
+                             if words else []):
         add(word, -float(i), gguf.TokenType.NORMAL)
     assert len(set(toks)) == len(toks), "token strings must be unique"
     n_vocab = len(toks)
@@ -50,8 +56,8 @@ def tiny_gguf(path: str | Path, *, name: str = "tiny-random-llama", n_embd: int 
         return (rng.standard_normal(shape) * 0.02).astype(np.float32)
 
     tmp = path.with_name(path.name + ".tmp")
-    w = gguf.GGUFWriter(str(tmp), "llama")
-    w.add_name(name)
+    w = gguf.GGUFWriter(str(tmp), arch)
+    w.add_name(name or f"tiny-random-{arch}")
     w.add_context_length(n_ctx)
     w.add_embedding_length(n_embd)
     w.add_block_count(n_layer)
@@ -60,7 +66,9 @@ def tiny_gguf(path: str | Path, *, name: str = "tiny-random-llama", n_embd: int 
     w.add_head_count_kv(n_head_kv)
     w.add_rope_dimension_count(n_embd // n_head)
     w.add_layer_norm_rms_eps(1e-5)
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_file_type(file_type if file_type is not None else gguf.LlamaFileType.ALL_F32)
+    if pooling:
+        w.add_pooling_type(gguf.PoolingType.MEAN)
     w.add_tokenizer_model("llama")
     w.add_token_list(toks)
     w.add_token_scores(scores)

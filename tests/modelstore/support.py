@@ -53,63 +53,11 @@ def staged(store: ModelStore) -> list[str]:
 # ---------------------------------------------------------------------------- files the tests make
 def write_gguf(path: Path, *, arch: str = "llama", n_ctx: int = 512, n_layer: int = 2,
                file_type: Any = None, pooling: bool = False) -> Path:
-    """A tiny random-weight GGUF (research-engines.md Appendix A, trimmed), written with `gguf`."""
-    import gguf
-    import numpy as np
+    """A tiny random-weight GGUF of 98 tokens (tests/engines/tiny.py), with the metadata the scanner reads."""
+    from tests.engines.tiny import tiny_gguf
 
-    n_embd, n_head, n_ff = 64, 4, 128
-    rng = np.random.default_rng(0)
-    toks, scores, types = [], [], []
-    for t, ty in (("<unk>", gguf.TokenType.UNKNOWN), ("<s>", gguf.TokenType.CONTROL),
-                  ("</s>", gguf.TokenType.CONTROL), ("<0x0A>", gguf.TokenType.BYTE)):
-        toks.append(t.encode())
-        scores.append(0.0)
-        types.append(ty)
-    for c in range(33, 127):
-        toks.append(chr(c).encode())
-        scores.append(-10.0)
-        types.append(gguf.TokenType.NORMAL)
-    n_vocab = len(toks)
-    w = gguf.GGUFWriter(str(path), arch)
-    w.add_name("tiny-random-" + arch)
-    w.add_context_length(n_ctx)
-    w.add_embedding_length(n_embd)
-    w.add_block_count(n_layer)
-    w.add_feed_forward_length(n_ff)
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_head)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_file_type(file_type if file_type is not None else gguf.LlamaFileType.ALL_F32)
-    if pooling:
-        w.add_pooling_type(gguf.PoolingType.MEAN)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(toks)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_chat_template("{% for m in messages %}{{ m['content'] }}{% endfor %}")
-
-    def r(*s: int) -> Any:
-        return (rng.standard_normal(s) * 0.02).astype(np.float32)
-
-    w.add_tensor("token_embd.weight", r(n_vocab, n_embd))
-    w.add_tensor("output_norm.weight", np.ones(n_embd, np.float32))
-    w.add_tensor("output.weight", r(n_vocab, n_embd))
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        w.add_tensor(p + "attn_norm.weight", np.ones(n_embd, np.float32))
-        w.add_tensor(p + "attn_q.weight", r(n_embd, n_embd))
-        w.add_tensor(p + "attn_k.weight", r(n_embd, n_embd))
-        w.add_tensor(p + "attn_v.weight", r(n_embd, n_embd))
-        w.add_tensor(p + "attn_output.weight", r(n_embd, n_embd))
-        w.add_tensor(p + "ffn_norm.weight", np.ones(n_embd, np.float32))
-        w.add_tensor(p + "ffn_gate.weight", r(n_ff, n_embd))
-        w.add_tensor(p + "ffn_up.weight", r(n_ff, n_embd))
-        w.add_tensor(p + "ffn_down.weight", r(n_embd, n_ff))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return tiny_gguf(path, arch=arch, n_ctx=n_ctx, n_layer=n_layer, file_type=file_type, pooling=pooling,
+                     words=False)
 
 
 def gguf_param_count(n_layer: int = 2) -> int:
