@@ -265,7 +265,14 @@ class Image(Strict):
 
 
 class Runtime(Strict):
+    """How the engine likes to run; ``aima service create --runtime auto`` follows ``prefer`` and what is
+    available (a native install, a Docker daemon and an image)."""
+
     prefer: Literal["native", "docker", "auto"] = "native"
+    network: Literal["bridge", "host"] | None = Field(
+        None, description="container network: bridge (port published on 127.0.0.1) or host; default bridge, "
+                          "host when the engine has no host_flag")
+    shm_size: ByteSize | None = Field(None, description="container shared memory (/dev/shm), e.g. 8GiB")
 
 
 class Install(Strict):

@@ -33,8 +33,8 @@ from aima.controller.ports import PortAllocator, port_is_free
 from aima.controller.probes import probe
 from aima.domain.names import new_instance_id
 from aima.domain.states import ACTIVE, Desired, RestartPolicy, State, aggregate, backoff_delay
-from aima.errors import AimaError, EngineError, InsufficientMemory, InvalidInput, NotFound, PortInUse
-from aima.runtimes import get_runtime
+from aima.errors import AimaError, InsufficientMemory, InvalidInput, NotFound, PortInUse
+from aima.runtimes import RUNTIMES, get_runtime
 from aima.runtimes.base import Handle, LaunchSpec, Observation, Runtime
 from aima.store.db import Database
 from aima.store.tables import InstanceRow, ServiceRow
@@ -65,6 +65,7 @@ class Reconciler:
         self._changed: dict[str, asyncio.Event] = {}
         self._health_due: dict[str, float] = {}
         self._health_fail: dict[str, int] = {}
+        self._slow_since: dict[str, float] = {}  # instance -> when its health probes began to time out
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
         self._ticks = 0
@@ -85,8 +86,22 @@ class Reconciler:
             self._runtimes[name] = rt
         return rt
 
+    def _live_runtimes(self) -> list[Runtime]:
+        """The runtimes that answer now (docker only when its daemon does; that check never hangs)."""
+        out = []
+        for name in RUNTIMES:
+            rt = self.runtime(name)
+            if rt.available():
+                out.append(rt)
+        return out
+
     def _port_holder(self, port: int) -> str | None:
-        return self.runtime("native").port_holder(port)
+        # A container runtime names the container (a process runtime would name docker-proxy).
+        for rt in sorted(self._live_runtimes(), key=lambda r: r.name == "native"):
+            who = rt.port_holder(port)
+            if who:
+                return who
+        return None
 
     def lock(self, service_id: str) -> asyncio.Lock:
         lk = self._locks.get(service_id)
@@ -351,7 +366,9 @@ class Reconciler:
                              state="failed", ready=False, port=svc.explicit_port, replica=replica,
                              elapsed_s=round(time.monotonic() - started, 3))
             raise
-        argv = render_command(svc.command or "", port=port, host=host, model=svc.model)
+        rt = self.runtime(svc.runtime)
+        options = dict(svc.runtime_options or {})
+        argv = render_command(svc.command or "", port=port, host=rt.engine_host(host, options), model=svc.model)
         log_path = logfiles.log_path(self.settings.logs_dir, svc.id, replica)
         now = time.time()
         iid = new_instance_id()
@@ -363,10 +380,13 @@ class Reconciler:
                               updated_at=now))
         offset = log_path.stat().st_size if log_path.exists() else 0
         spec = LaunchSpec(service_id=svc.id, instance_id=iid, replica=replica, argv=argv, host=host,
-                          port=port, log_path=log_path, env={**engine.env, **(svc.env or {})})
+                          port=port, log_path=log_path, env={**engine.env, **(svc.env or {})},
+                          service_name=svc.name, model=svc.model, engine=svc.engine, options=options,
+                          on_event=self._threadsafe_publisher(svc.id))
         try:
-            handle = self.runtime(svc.runtime).start(spec)
-        except EngineError as e:
+            # In a worker thread: a container runtime may pull an image first (progress comes as events).
+            handle = await asyncio.to_thread(rt.start, spec)
+        except AimaError as e:
             inst = self._reload(iid)
             if inst is not None:
                 self._set_instance(inst, State.failed, e.message, exit_code=None)
@@ -379,6 +399,15 @@ class Reconciler:
                          port=port, replica=replica, pid=handle.pid)
         self._watch(row, log_offset=offset)
         return row
+
+    def _threadsafe_publisher(self, service_id: str) -> Any:
+        """``on_event`` for a runtime working in a thread: events are published on the loop."""
+        loop = asyncio.get_running_loop()
+
+        def emit(kind: str, message: str, data: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(lambda: self.bus.publish(kind, message, service_id=service_id, **data))
+
+        return emit
 
     @staticmethod
     def _drop_old_instances(s: Any, service_id: str, replica: int) -> None:
@@ -400,7 +429,7 @@ class Reconciler:
         self._sync_service(inst.service_id)  # the service reads `stopping` while it stops (rule 1)
         handle = Handle.from_dict(inst.handle or {})
         code: int | None = None
-        if handle.pid:
+        if handle.launched:
             code = await asyncio.to_thread(self.runtime(inst.runtime).stop, handle, self.settings.stop_grace_s)
         if inst.port:
             await _wait_port_free(inst.port, inst.host, 10.0)
@@ -584,7 +613,7 @@ class Reconciler:
                 return
             handle = Handle.from_dict(fresh.handle or {})
             code = None
-            if handle.pid:
+            if handle.launched:
                 code = await asyncio.to_thread(self.runtime(fresh.runtime).stop, handle, 2.0)
             self._set_instance(fresh, State.failed, f"fatal: {line}", exit_code=code, ready=False)
             self._sync_service(fresh.service_id, message=f"fatal engine error: {line}")
@@ -647,15 +676,26 @@ class Reconciler:
                 return
             if res.ready:
                 self._health_fail.pop(inst.id, None)
+                self._slow_since.pop(inst.id, None)
                 if not fresh.ready:
                     self._set_instance(fresh, State.running, "ready again", ready=True)
                     self._sync_service(inst.service_id)
                 return
-            misses = self._health_fail.get(inst.id, 0) + 1
-            self._health_fail[inst.id] = misses
-            if misses >= 3 and fresh.ready:
-                self._set_instance(fresh, State.running, f"not ready: {res.detail}", ready=False)
-                self._sync_service(inst.service_id, message=f"instance {inst.id} not ready: {res.detail}")
+            if res.slow:  # busy, not down: not ready only once it has answered no probe for busy_grace_s
+                since = self._slow_since.setdefault(inst.id, time.monotonic())
+                if time.monotonic() - since < self.settings.busy_grace_s:
+                    return
+                detail = f"no answer to health probes for {time.monotonic() - since:.0f}s ({res.detail})"
+            else:
+                self._slow_since.pop(inst.id, None)
+                misses = self._health_fail.get(inst.id, 0) + 1
+                self._health_fail[inst.id] = misses
+                if misses < 3:
+                    return
+                detail = res.detail
+            if fresh.ready:
+                self._set_instance(fresh, State.running, f"not ready: {detail}", ready=False)
+                self._sync_service(inst.service_id, message=f"instance {inst.id} not ready: {detail}")
 
     # ------------------------------------------------------------------ gateway feedback: re-check now
     def recheck(self, instance_id: str) -> None:
@@ -683,7 +723,7 @@ class Reconciler:
             engine = catalog.engine(svc.engine)
             health = svc.health_path if svc.health_path is not None else engine.health_path
             res = await probe(self.http, inst.host, inst.port or 0, health, svc.model, engine.identity_required)
-            if res.ready:
+            if res.ready or res.slow:  # answering, or alive and busy: the regular health checks go on
                 return
             async with self.lock(inst.service_id):
                 fresh = self._reload(inst_id)
@@ -834,10 +874,10 @@ class Reconciler:
         known = {r.id for r in rows}
         discovered: dict[str, Handle] | None = None
         for inst in rows:
-            if not inst.handle or not inst.handle.get("pid"):
+            if not inst.handle or not Handle.from_dict(inst.handle).launched:
                 # The daemon died between spawning and recording: look for the process by its marks.
                 if discovered is None:
-                    discovered = {iid: h for _sid, iid, h in self.runtime("native").discover(self.settings.home)}
+                    discovered = await self._discover()
                 h = discovered.get(inst.id)
                 if h is not None:
                     inst = self._update_instance(inst.id, pid=h.pid, start_time=h.start_time,
@@ -848,7 +888,9 @@ class Reconciler:
                     await self._stop_instance(inst)
                     self._sync_service(inst.service_id)
                     continue
-                self.bus.publish("instance.adopted", f"re-adopted {inst.id} (pid {inst.pid})",
+                what = (f"container {inst.handle.get('data', {}).get('name')}" if inst.runtime != "native"
+                        else f"pid {inst.pid}")
+                self.bus.publish("instance.adopted", f"re-adopted {inst.id} ({what})",
                                  service_id=inst.service_id, instance_id=inst.id, state=inst.state,
                                  ready=inst.ready, host=inst.host, port=inst.port, replica=inst.replica)
                 if inst.state == State.starting.value:
@@ -861,15 +903,34 @@ class Reconciler:
             obs = Observation(alive=False, exit_code=None, detail="died while the daemon was down")
             self._on_exit(inst, obs)
         await self._resume_pending_restarts()
-        # Processes of this home that no record claims are orphans (e.g. a crash mid-launch).
+        # Processes and containers of this home that no record claims are orphans (e.g. a crash
+        # mid-launch, or a record deleted by hand): reported and removed.
         if discovered is None:
-            discovered = {iid: h for _sid, iid, h in self.runtime("native").discover(self.settings.home)}
+            discovered = await self._discover()
         for iid, h in discovered.items():
             if iid in known:
                 continue
-            await asyncio.to_thread(self.runtime("native").stop, h, 2.0)
-            self.bus.publish("instance.orphan_killed", f"stopped orphan process {h.pid} ({iid})",
-                             instance_id=iid, pid=h.pid)
+            await asyncio.to_thread(self.runtime(h.runtime).stop, h, 2.0)
+            if h.runtime == "native":
+                what = f"process {h.pid}"
+            else:
+                what = f"{h.runtime} container {h.data.get('name') or h.data.get('container', '')[:12]}"
+            self.bus.publish("instance.orphan_killed", f"stopped orphan {what} ({iid})",
+                             instance_id=iid, pid=h.pid, runtime=h.runtime, container=h.data.get("container"))
+
+    async def _discover(self) -> dict[str, Handle]:
+        """Live instances of this home in every runtime that answers, by instance id."""
+        found: dict[str, Handle] = {}
+        for rt in await asyncio.to_thread(self._live_runtimes):
+            try:
+                items = await asyncio.to_thread(rt.discover, self.settings.home)
+            except AimaError as e:
+                log.warning("discovery in the %s runtime failed: %s", rt.name, e.message)
+                continue
+            for _sid, iid, h in items:
+                if iid:
+                    found[iid] = h
+        return found
 
     async def _resume_pending_restarts(self) -> None:
         """A restart that was pending when the daemon died is carried out now (no duplicate: only

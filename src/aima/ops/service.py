@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,7 @@ from aima.controller import logs as logfiles
 from aima.controller.reconciler import render_command
 from aima.domain.names import is_service_id, name_from_model, new_service_id, valid_name
 from aima.domain.states import ACTIVE, RestartPolicy
-from aima.errors import Conflict, InvalidInput, NotFound
+from aima.errors import Conflict, InvalidInput, NotFound, Unavailable
 from aima.ops.context import Context
 from aima.ops.models import Input, Output, cli
 from aima.ops.registry import Cli, operation
@@ -40,6 +42,7 @@ class InstanceView(Output):
     message: str | None
     created_at: float
     ready_at: float | None
+    container: str | None = Field(None, description="the container's id (docker runtime)")
 
 
 class ServiceView(Output):
@@ -48,6 +51,8 @@ class ServiceView(Output):
     model: str
     engine: str
     runtime: str
+    runtime_reason: str | None = Field(None, description="why this runtime was chosen")
+    images: list[str] = Field(default_factory=list, description="container image candidates, in priority order")
     state: str
     desired: str
     ready: bool
@@ -72,17 +77,21 @@ class ServiceView(Output):
 
 
 def _instance_view(r: InstanceRow) -> InstanceView:
+    container = ((r.handle or {}).get("data") or {}).get("container")
     return InstanceView(id=r.id, replica=r.replica, runtime=r.runtime, state=r.state, ready=r.ready,
                         pid=r.pid, host=r.host, port=r.port, log_path=r.log_path, exit_code=r.exit_code,
-                        message=r.message, created_at=r.created_at, ready_at=r.ready_at)
+                        message=r.message, created_at=r.created_at, ready_at=r.ready_at, container=container)
 
 
 def _view(svc: ServiceRow, instances: list[InstanceRow], with_instances: bool = True) -> ServiceView:
     active = [i for i in instances if i.state in ACTIVE_NAMES]
     ready = bool(active) and len([i for i in active if i.ready]) >= svc.replicas
     first = next((i for i in active if i.ready), None)
+    opts = svc.runtime_options or {}
     return ServiceView(
         id=svc.id, name=svc.name, model=svc.model, engine=svc.engine, runtime=svc.runtime,
+        runtime_reason=opts.get("reason"),
+        images=[f"{i.get('name')}:{i.get('tag', 'latest')}" for i in opts.get("images") or []],
         state=svc.state, desired=svc.desired, ready=ready,
         endpoint=f"http://{first.host}:{first.port}" if first else None,
         ports=list(svc.ports or []), replicas=svc.replicas, restarts=svc.restarts,
@@ -137,7 +146,23 @@ class CreateInput(Input):
     name: str | None = Field(None, description="service name (default: the model name)")
     engine: str | None = Field(None, description="catalog engine (default: the best for this hardware); "
                                                  "`custom` with --command")
-    runtime: Literal["native"] = Field("native", description="where instances run")
+    runtime: Literal["native", "docker", "auto"] = Field(
+        "auto", description="where instances run: native (a process), docker (a container), or auto (the "
+                            "engine's preference and what is available; the choice and its reason are recorded)")
+    images: list[str] = Field(default_factory=list, max_length=16,
+                              description="container image candidates name:tag, in priority order (docker; "
+                                          "replaces the catalog's)", json_schema_extra=cli("image"))
+    volumes: list[str] = Field(default_factory=list, max_length=32,
+                               description="extra container mount SRC:DST[:ro|rw] (docker)",
+                               json_schema_extra=cli("volume"))
+    network: Literal["bridge", "host"] | None = Field(
+        None, description="container network (docker; default: bridge with the port published on 127.0.0.1 "
+                          "when the engine takes {host}, else host)")
+    cpus: float | None = Field(None, gt=0, le=4096, description="container CPU limit (docker)")
+    memory_limit: str | None = Field(None, max_length=32, description="container memory limit, e.g. 8GiB (docker)",
+                                     json_schema_extra=cli("memory-limit"))
+    shm_size: str | None = Field(None, max_length=32, description="container shared memory, e.g. 2GiB (docker)",
+                                 json_schema_extra=cli("shm-size"))
     command: str | None = Field(None, description="custom engine command line with {port} (and {host}, {model})")
     health: str | None = Field(None, description="health path answering 200 when ready (default /health)")
     port: int | None = Field(None, ge=1, le=65535, description="explicit port (fails fast if taken)")
@@ -159,11 +184,18 @@ class CreateInput(Input):
                                description="where that memory is: cpu or gpuN (default: the catalog's; cpu "
                                            "for --command)")
 
-    @field_validator("memory")
+    @field_validator("memory", "memory_limit", "shm_size")
     @classmethod
     def _memory(cls, v: str | None) -> str | None:
         if v is not None:
             parse_bytes(v)
+        return v
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, v: list[str]) -> list[str]:
+        for item in v:
+            parse_volume(item)
         return v
 
     @field_validator("health")
@@ -190,6 +222,7 @@ async def create(ctx: Context, inp: CreateInput) -> ServiceView:
         d = _custom_definition(inp)
     else:
         d = await asyncio.to_thread(_catalog_definition, ctx, inp)
+    d = await asyncio.to_thread(_runtime_definition, ctx, inp, d)
     return _insert(ctx, inp, d)
 
 
@@ -225,11 +258,112 @@ def _catalog_definition(ctx: Context, inp: CreateInput) -> dict[str, Any]:
                        field="model")
     fit = plan.fit
     devices = [f"gpu{i}" for i in fit.gpu_indexes] if fit.device == "gpu" and fit.gpu_indexes else ["cpu"]
+    gpu = None
+    if fit.device in ("gpu", "unified") and plan.device == "gpu":
+        from aima.ops.catalog import _detect
+
+        facts = _detect(ctx)
+        chosen = [g for g in facts.gpus if not fit.gpu_indexes or g.index in fit.gpu_indexes]
+        if chosen:
+            vendor = chosen[0].vendor.lower()
+            gpu = {"vendor": vendor, "indexes": [g.index for g in chosen if g.vendor.lower() == vendor]}
     return {"model": plan.model, "engine": plan.engine, "command": plan.command,
             "env": {**plan.env, **inp.env}, "health": inp.health or plan.health_path,
             "health_timeout_s": inp.health_timeout_s or plan.health_timeout_s,
             "memory_bytes": parse_bytes(inp.memory) if inp.memory else fit.required_bytes,
-            "devices": [inp.device] if inp.device else devices}
+            "devices": [inp.device] if inp.device else devices,
+            "plan": plan, "gpu": gpu}
+
+
+def parse_volume(text: str) -> dict[str, Any]:
+    """``SRC:DST[:ro|rw]`` (absolute paths) as a container mount."""
+    parts = text.split(":")
+    mode = "rw"
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        mode = parts.pop()
+    if len(parts) != 2 or not all(p.startswith("/") for p in parts):
+        raise ValueError(f"{text!r} is not SRC:DST[:ro|rw] with absolute paths")
+    return {"source": parts[0], "target": parts[1], "read_only": mode == "ro"}
+
+
+def _runtime_definition(ctx: Context, inp: CreateInput, d: dict[str, Any]) -> dict[str, Any]:
+    """Choose the runtime (``--runtime auto`` follows the engine's preference and what is available) and
+    fix the container settings for it: images, mounts (the model read-only), network, limits, GPUs."""
+    from aima.runtimes.choice import Facts, choose
+    from aima.runtimes.container import parse_image
+
+    plan = d.pop("plan", None)
+    gpu = d.pop("gpu", None)
+    custom = plan is None
+    images = [parse_image(t).model_dump() for t in inp.images]
+    engine_rt = None
+    if not custom:
+        from aima.catalog import loader
+        from aima.catalog.resolver import _module_present
+
+        eng = loader.get_catalog(ctx.settings.home).engine(plan.engine)
+        engine_rt = eng.runtime if eng is not None else None
+        images = images or [i.model_dump() for i in plan.images]
+        missing = [m for m in (eng.install.python_modules if eng is not None else []) if not _module_present(m)]
+    else:
+        missing = []
+    docker_rt = ctx.reconciler.runtime("docker")
+    docker_error: str | None = None
+
+    def docker_answers() -> bool:
+        nonlocal docker_error
+        try:
+            docker_rt.check()  # type: ignore[attr-defined]
+            return True
+        except Unavailable as e:
+            docker_error = e.message
+            return False
+
+    def image_present() -> str | None:
+        from aima.catalog.schema import Image
+
+        try:
+            return docker_rt.present([Image.model_validate(i) for i in images])  # type: ignore[attr-defined]
+        except Unavailable:
+            return None
+
+    facts = Facts(asked=inp.runtime, engine=d["engine"], prefer=plan.runtime if plan is not None else "native",
+                  custom=custom, images=[f"{i['name']}:{i['tag']}" for i in images], native_missing=missing,
+                  docker_answers=docker_answers, image_present=image_present,
+                  docker_error=lambda: docker_error)
+    runtime, reason = choose(facts)
+    container_only = {"--image": bool(inp.images), "--volume": bool(inp.volumes), "--network": inp.network,
+                      "--cpus": inp.cpus, "--memory-limit": inp.memory_limit, "--shm-size": inp.shm_size}
+    given = [k for k, v in container_only.items() if v]
+    if runtime == "native":
+        if given:
+            raise InvalidInput(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to containers, but this "
+                               f"service runs natively ({reason}); add --runtime docker", field="runtime")
+        return {**d, "runtime": "native", "runtime_options": {"reason": reason}}
+    mounts = [parse_volume(v) for v in inp.volumes]
+    if plan is not None and plan.model_path:
+        from pathlib import Path
+
+        mp = Path(plan.model_path)
+        folder = mp if mp.is_dir() else mp.parent
+        mounts.insert(0, {"source": str(folder), "target": str(folder), "read_only": True})
+        d["command"] = _container_command(plan.argv)
+    network = inp.network
+    if network is None and engine_rt is not None and engine_rt.network is not None:
+        network = engine_rt.network
+    if network is None:
+        network = "bridge" if "{host}" in (d["command"] or "") else "host"
+    shm = parse_bytes(inp.shm_size) if inp.shm_size else (int(engine_rt.shm_size) if engine_rt and engine_rt.shm_size
+                                                          else None)
+    options = {"reason": reason, "images": images, "network": network, "mounts": mounts,
+               "cpus": inp.cpus, "memory_limit": parse_bytes(inp.memory_limit) if inp.memory_limit else None,
+               "shm_size": shm, "gpu": gpu}
+    return {**d, "runtime": "docker", "runtime_options": options}
+
+
+def _container_command(argv: list[str]) -> str:
+    """The plan's argv for a container: ``{python}`` is the image's ``python3``, not this machine's."""
+    return shlex.join(["python3" if w == sys.executable else w for w in argv])
 
 
 def _insert(ctx: Context, inp: CreateInput, d: dict[str, Any]) -> ServiceView:
@@ -253,7 +387,8 @@ def _insert(ctx: Context, inp: CreateInput, d: dict[str, Any]) -> ServiceView:
                     raise Conflict(f"port {min(held & wanted)} already belongs to service "
                                    f"{other_name!r}; choose another --port", field="port")
         s.add(ServiceRow(
-            id=sid, name=name, model=d["model"], engine=d["engine"], runtime=inp.runtime, command=d["command"],
+            id=sid, name=name, model=d["model"], engine=d["engine"], runtime=d["runtime"],
+            runtime_options=d.get("runtime_options"), command=d["command"],
             health_path=d["health"], health_timeout_s=d["health_timeout_s"], explicit_port=inp.port,
             ports=list(range(inp.port, inp.port + inp.replicas)) if inp.port else [],
             replicas=inp.replicas, config=dict(inp.config), env=d["env"],
@@ -261,9 +396,11 @@ def _insert(ctx: Context, inp: CreateInput, d: dict[str, Any]) -> ServiceView:
             memory_bytes=d.get("memory_bytes"), devices=d.get("devices"),
             desired="stopped", state="created", restarts=0, created_at=now, updated_at=now,
         ))
-    ctx.bus.publish("service.created", f"service {name} created for model {d['model']} ({d['engine']})",
+    reason = (d.get("runtime_options") or {}).get("reason")
+    ctx.bus.publish("service.created", f"service {name} created for model {d['model']} ({d['engine']}, runtime "
+                                       f"{d['runtime']}: {reason})",
                     service_id=sid, name=name, model=d["model"], engine=d["engine"], config=dict(inp.config),
-                    idle_ttl_s=inp.idle_ttl_s, pinned=inp.pinned)
+                    idle_ttl_s=inp.idle_ttl_s, pinned=inp.pinned, runtime=d["runtime"], runtime_reason=reason)
     return load_view(ctx, sid)
 
 
@@ -411,6 +548,8 @@ class RunInput(Input):
     config: dict[str, str] = Field(default_factory=dict, description="engine config keys, k=v (they win)")
     name: str | None = Field(None, description="service name (default: the model name)")
     pull: bool = Field(True, description="pull the model when it is not on this machine")
+    runtime: Literal["native", "docker", "auto"] = Field(
+        "auto", description="where it runs: native, docker, or auto (the engine's preference and what is available)")
     wait: bool = Field(True, description="wait until ready, failed, or the timeout")
     timeout_s: float | None = Field(None, gt=0, le=86400,
                                     description="seconds to wait (default: the engine's health timeout)",
@@ -457,12 +596,14 @@ async def run_steps(ctx: Context, inp: RunInput, on_step: StepFn | None = None) 
         pulled = True
         step("pulled", "pulled")
         plan = await asyncio.to_thread(plan_for, ctx, resolve_inp)  # the command now names the stored copy
-    create_inp = CreateInput(model=plan.model, name=inp.name, engine=plan.engine, config=dict(inp.config))
+    create_inp = CreateInput(model=plan.model, name=inp.name, engine=plan.engine, config=dict(inp.config),
+                             runtime=inp.runtime)
     existing = _identical(ctx, create_inp, plan.command)
     if existing is None:
         view = await create(ctx, create_inp)
         sid, reused = view.id, False
-        step("create", f"created service {view.name}", service=view.name, service_id=sid)
+        step("create", f"created service {view.name} (runtime {view.runtime}: {view.runtime_reason})",
+             service=view.name, service_id=sid, runtime=view.runtime, runtime_reason=view.runtime_reason)
     else:
         sid, reused = existing.id, True
         step("reuse", f"using service {existing.name}", service=existing.name, service_id=sid)
@@ -478,7 +619,10 @@ def _identical(ctx: Context, inp: CreateInput, command: str) -> ServiceRow | Non
     with ctx.db.session() as s:
         q = select(ServiceRow).where(ServiceRow.model == inp.model, ServiceRow.engine == inp.engine)
         rows = list(s.scalars(q.order_by(ServiceRow.created_at)))
-    same = [r for r in rows if r.command == command and dict(r.config or {}) == dict(inp.config)]
+    in_container = _container_command(shlex.split(command))
+    same = [r for r in rows if dict(r.config or {}) == dict(inp.config)
+            and r.command == (in_container if r.runtime == "docker" else command)
+            and (inp.runtime == "auto" or r.runtime == inp.runtime)]
     if inp.name is not None:
         named = [r for r in same if r.name == inp.name]
         if not named:

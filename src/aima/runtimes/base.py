@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+# ``on_event(kind, message, data)``: a runtime tells the controller about a long step (an image pull).
+EventFn = Callable[[str, str, dict[str, Any]], None]
 
 
 @dataclass
@@ -20,6 +24,13 @@ class LaunchSpec:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
+    service_name: str = ""
+    model: str = ""
+    engine: str = ""
+    # What a container runtime needs beyond the command (images, mounts, limits, GPUs, network): the
+    # service's ``runtime_options`` as stored; a process runtime ignores them.
+    options: dict[str, Any] = field(default_factory=dict)
+    on_event: EventFn | None = None
 
 
 @dataclass
@@ -36,6 +47,11 @@ class Handle:
         return {"runtime": self.runtime, "pid": self.pid, "start_time": self.start_time,
                 "cmdline": self.cmdline, "data": self.data}
 
+    @property
+    def launched(self) -> bool:
+        """Something was started for it (a pid, or a container that may have exited already)."""
+        return bool(self.pid or self.data.get("container"))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Handle:
         return cls(runtime=d.get("runtime", "native"), pid=d.get("pid"), start_time=d.get("start_time"),
@@ -51,6 +67,13 @@ class Observation:
 
 class Runtime(Protocol):
     name: str
+
+    def available(self) -> bool:
+        """Can instances be started now (a container runtime: its daemon answers)? Never hangs."""
+
+    def engine_host(self, host: str, options: dict[str, Any]) -> str:
+        """The address the engine itself must listen on for the instance to be reachable at ``host``
+        (inside a container with its own network: all of its interfaces)."""
 
     def start(self, spec: LaunchSpec) -> Handle:
         """Launch detached; return once the process exists (not when it is ready)."""

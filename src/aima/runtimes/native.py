@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -29,6 +30,12 @@ class NativeRuntime:
         # Children we spawned ourselves: kept so they can be reaped and their exit codes read.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._exits: dict[tuple[int, float | None], int] = {}  # exit codes of reaped children
+
+    def available(self) -> bool:
+        return True
+
+    def engine_host(self, host: str, options: dict[str, Any]) -> str:
+        return host
 
     # -- start ---------------------------------------------------------------------------------
     def start(self, spec: LaunchSpec) -> Handle:
@@ -132,9 +139,12 @@ class NativeRuntime:
     def discover(self, home: Path) -> list[tuple[str, str, Handle]]:
         found: list[tuple[str, str, Handle]] = []
         me = os.getpid()
+        my_ns = _pid_namespace(me)
         for p in psutil.process_iter(["pid", "create_time", "cmdline"]):
             if p.pid == me:
                 continue
+            if my_ns is not None and _pid_namespace(p.pid) not in (my_ns, None):
+                continue  # inside a container: the container runtime stands for it
             try:
                 env = p.environ()
             except psutil.Error:
@@ -173,6 +183,13 @@ def port_holder(port: int) -> str | None:
                     return f"pid {c.pid}"
             return "another process (pid not visible)"
     return None
+
+
+def _pid_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
 
 
 def _signal_group(pgid: int, sig: int) -> None:

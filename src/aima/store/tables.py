@@ -33,6 +33,9 @@ class ServiceRow(Base):
     model: Mapped[str] = mapped_column(String(200), index=True)
     engine: Mapped[str] = mapped_column(String(64), default="custom")
     runtime: Mapped[str] = mapped_column(String(32), default="native")
+    # What a container runtime needs besides the command (images, mounts, limits, GPUs, network) and
+    # why the runtime was chosen; fixed at create (see aima.runtimes.container.ContainerOptions).
+    runtime_options: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     command: Mapped[str | None] = mapped_column(Text, nullable=True)
     health_path: Mapped[str | None] = mapped_column(String(200), nullable=True)
     health_timeout_s: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -452,13 +452,16 @@ def run_cmd(
     config: list[str] | None = typer.Option(None, "--config", help="engine config key=value (repeatable)"),
     name: str | None = typer.Option(None, "--name", help="service name (default: the model name)"),
     timeout: float | None = typer.Option(None, "--timeout", help="seconds to wait for ready"),
+    runtime: str | None = typer.Option(None, "--runtime",
+                                       help="native, docker or auto (default: the engine's preference and what "
+                                            "is available)"),
     detach: bool = typer.Option(False, "--detach", "-d", help="just serve: print the endpoint and return"),
 ) -> None:
     """Resolve, pull, create, start and wait for MODEL, then chat with it (or --detach to just serve)."""
     from aima.surfaces.cli.progress import call_with_progress
 
     data: dict[str, Any] = {"model": model, "config": _pairs(config, "config")}
-    for k, v in (("engine", engine), ("name", name), ("timeout_s", timeout)):
+    for k, v in (("engine", engine), ("name", name), ("timeout_s", timeout), ("runtime", runtime)):
         if v is not None:
             data[k] = v
     result = call_with_progress(daemon_url(), Opts.api_key, "service.run", data)
