@@ -23,6 +23,8 @@ import httpx
 import psutil
 import pytest
 
+from tests.docker_support import docker_kit  # noqa: F401 - a fixture for the docker runtime's tests
+
 PY = sys.executable
 AIMA = str(Path(PY).with_name("aima"))
 
@@ -49,8 +51,12 @@ class ApiError(Exception):
 class Daemon:
     """A real daemon process; restartable and killable, like in production."""
 
-    def __init__(self, home: Path, env: dict[str, str]):
+    def __init__(self, home: Path, env: dict[str, str], defaults: dict[str, Any] | None = None,
+                 kit: Any = None):
         self.home = home
+        # service.create fields every create() of this daemon gets (e.g. --runtime docker and an image)
+        self.defaults = dict(defaults or {})
+        self.kit = kit  # tests.docker_support.DockerKit when its services run in containers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **env, "AIMA_HOME": str(home), "AIMA_URL": self.url,
@@ -105,7 +111,7 @@ class Daemon:
         return body
 
     def create(self, model: str, command: str | None = None, **kw: Any) -> dict[str, Any]:
-        return self.op("service.create", model=model, command=command or echo_cmd(), **kw)
+        return self.op("service.create", model=model, command=command or echo_cmd(), **{**self.defaults, **kw})
 
     def get(self, service: str) -> dict[str, Any]:
         return self.op("service.get", service=service)
@@ -131,16 +137,23 @@ class Daemon:
 
     # -- reality
     def engine_processes(self) -> list[psutil.Process]:
-        """Live processes carrying this home's marks (group leaders only)."""
+        """Live processes carrying this home's marks (group leaders only); for containers, the container's
+        init process (its host pid is what aima records)."""
         out = []
+        my_ns = _pid_ns(os.getpid())
         for p in psutil.process_iter():
             try:
                 env = p.environ()
                 if env.get("AIMA_HOME") == str(self.home) and env.get("AIMA_INSTANCE_ID") \
-                        and os.getpgid(p.pid) == p.pid and p.status() != psutil.STATUS_ZOMBIE:
+                        and os.getpgid(p.pid) == p.pid and p.status() != psutil.STATUS_ZOMBIE \
+                        and _pid_ns(p.pid) == my_ns:
                     out.append(p)
             except (psutil.Error, OSError):
                 continue
+        if self.kit is not None:
+            for pid in self.kit.engine_pids(self.home):
+                with contextlib.suppress(psutil.Error):
+                    out.append(psutil.Process(pid))
         return out
 
     def cleanup(self) -> None:
@@ -148,10 +161,19 @@ class Daemon:
             self.proc.send_signal(signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
+        if self.kit is not None:
+            self.kit.remove_home(self.home)
         for p in self.engine_processes():
             with contextlib.suppress(OSError):
                 os.killpg(p.pid, signal.SIGKILL)
         self.http.close()
+
+
+def _pid_ns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
 
 
 @pytest.fixture
@@ -166,8 +188,25 @@ def daemon_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def daemon(aima_home: Path, daemon_env: dict[str, str]) -> Iterator[Daemon]:
-    d = Daemon(aima_home, daemon_env)
+def runtime(request: pytest.FixtureRequest) -> str:
+    """Where the ``daemon`` fixture's services run: parametrize with ``indirect=True`` (see ``both_runtimes``)."""
+    return getattr(request, "param", "native")
+
+
+def both_runtimes(test: Any) -> Any:
+    """Run a lifecycle test once with native processes and once with containers (the same definitions)."""
+    return pytest.mark.parametrize("runtime", ["native", "docker"], indirect=True)(test)
+
+
+@pytest.fixture
+def daemon(aima_home: Path, daemon_env: dict[str, str], runtime: str) -> Iterator[Daemon]:
+    kit = defaults = None
+    if runtime == "docker":
+        from tests.docker_support import get_kit
+
+        kit = get_kit()
+        defaults = kit.service_kw()
+    d = Daemon(aima_home, daemon_env, defaults, kit)
     d.start()
     try:
         yield d

@@ -27,7 +27,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import PY, ApiError, Daemon, echo_cmd, free_port
+from tests.conftest import PY, ApiError, Daemon, both_runtimes, echo_cmd, free_port
 
 # Short grace and backoff keep the module fast; tests that need other values parametrize daemon_env.
 BASE_ENV = {"AIMA_STOP_GRACE_S": "2", "AIMA_RESTART_BACKOFF_S": "0.2", "AIMA_RESTART_MAX": "3"}
@@ -192,7 +192,8 @@ def chat(endpoint: str, text: str = "hi") -> str:
 
 def create_named(d: Daemon, model: str, name: str, **kw: Any) -> dict[str, Any]:
     """service.create with an explicit name (Daemon.op's own first parameter is called ``name``)."""
-    r = d.http.post("/api/v1/ops/service.create", json={"model": model, "name": name, "command": echo_cmd(), **kw})
+    r = d.http.post("/api/v1/ops/service.create",
+                    json={"model": model, "name": name, "command": echo_cmd(), **d.defaults, **kw})
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -208,6 +209,7 @@ def start_ready(d: Daemon, name: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- rule 1: states
+@both_runtimes
 def test_rule1_states_created_starting_running_stopping_stopped(daemon: Daemon) -> None:
     svc = daemon.create("states")
     assert (svc["state"], svc["desired"], svc["ready"], svc["instances"]) == ("created", "stopped", False, [])
@@ -244,6 +246,7 @@ def test_rule1_a_slow_stop_reads_as_stopping(daemon: Daemon) -> None:
 
 
 @with_env(AIMA_RECONCILE_INTERVAL_S=3600)
+@both_runtimes
 def test_rule1_every_read_reconciles_with_reality(daemon: Daemon) -> None:
     """With the periodic tick effectively off, a read alone must notice that the process died."""
     daemon.create("byget", command=echo_cmd(), restart="never")
@@ -298,6 +301,29 @@ def test_rule2_ready_needs_identity_and_not_tcp_alone(daemon: Daemon) -> None:
     assert_status_matches_ps(daemon, "imposter", "tcponly")
 
 
+@with_env(AIMA_BUSY_GRACE_S=14)
+def test_rule2_a_busy_engine_stays_ready_a_failing_one_does_not(daemon: Daemon) -> None:
+    # "busy": from 2 s on its probes time out (the port accepts, no answer in 2 s), as a llama.cpp server's
+    # do behind a queue of generations. "sick": from 2 s on its /health answers 503.
+    daemon.create("busy", command=echo_cmd("--busy-after", "2"))
+    daemon.create("sick", command=echo_cmd("--unhealthy-after", "2"))
+    t0 = time.monotonic()
+    start_ready(daemon, "busy")
+    start_ready(daemon, "sick")
+    # Three failed probes (about 2 s apart) make a failing engine not ready ...
+    daemon.wait_for(lambda: not daemon.get("sick")["ready"], timeout=30)
+    assert "503" in active(daemon.get("sick"))[0]["message"]
+    # ... while a busy one stays ready well past three timed-out probes, for the busy grace (14 s) ...
+    while time.monotonic() - t0 < 13:
+        svc = daemon.get("busy")
+        assert svc["ready"] and svc["state"] == "running", svc
+        time.sleep(0.5)
+    # ... and only then is held not ready, saying why.
+    daemon.wait_for(lambda: not daemon.get("busy")["ready"], timeout=30)
+    assert "no answer to health probes" in active(daemon.get("busy"))[0]["message"]
+    assert alive(pid_of(daemon.get("busy")))  # not ready is not dead: it is not restarted
+
+
 def _status(port: int, path: str) -> int | None:
     try:
         return httpx.get(f"http://127.0.0.1:{port}{path}", trust_env=False, timeout=2).status_code
@@ -306,6 +332,7 @@ def _status(port: int, path: str) -> int | None:
 
 
 # ---------------------------------------------------------------------------- rule 3: identity marks
+@both_runtimes
 def test_rule3_processes_carry_the_service_id_and_stop_acts_on_it_alone(
         daemon: Daemon, spawn: Callable[[list[str]], subprocess.Popen[bytes]]) -> None:
     a = create_named(daemon, "same", "alpha")
@@ -340,6 +367,7 @@ def test_rule3_processes_carry_the_service_id_and_stop_acts_on_it_alone(
 
 
 # ---------------------------------------------------------------------------- rule 4: idempotent start
+@both_runtimes
 def test_rule4_start_on_a_ready_service_is_idempotent(daemon: Daemon) -> None:
     svc = daemon.create("idem")
     first = start_ready(daemon, "idem")
@@ -352,6 +380,7 @@ def test_rule4_start_on_a_ready_service_is_idempotent(daemon: Daemon) -> None:
 
 
 @with_env(AIMA_RECONCILE_INTERVAL_S=3600)
+@both_runtimes
 def test_rule4_running_record_without_process_is_corrected_then_started(daemon: Daemon) -> None:
     svc = daemon.create("ghost")
     first = start_ready(daemon, "ghost")
@@ -372,6 +401,7 @@ def test_rule4_running_record_without_process_is_corrected_then_started(daemon: 
 
 
 # ---------------------------------------------------------------------------- rule 5: ports
+@both_runtimes
 def test_rule5_chaos_explicit_port_squatted_fails_fast_naming_the_holder(
         daemon: Daemon, spawn: Callable[[list[str]], subprocess.Popen[bytes]]) -> None:
     port = free_port()
@@ -468,6 +498,7 @@ def test_rule6_wait_timeout_keeps_starting_and_caller_may_raise_the_budget(daemo
 
 
 # ---------------------------------------------------------------------------- rule 7: fatal lines, signals
+@both_runtimes
 def test_rule7_fatal_log_line_fails_at_once(daemon: Daemon) -> None:
     line = "CUDA out of memory. Tried to allocate 20.00 GiB"
     svc = daemon.create("oom", command=echo_cmd("--say", line, "--ready-after", "60"))
@@ -485,6 +516,7 @@ def test_rule7_fatal_log_line_fails_at_once(daemon: Daemon) -> None:
     assert_status_matches_ps(daemon, "oom")
 
 
+@both_runtimes
 def test_rule7_an_exit_before_ready_fails_with_the_reason(daemon: Daemon) -> None:
     svc = daemon.create("quits", command=echo_cmd("--exit-after", "0.3", "--exit-code", "3",
                                                   "--ready-after", "60"))
@@ -552,6 +584,7 @@ def test_rule8_chaos_kill9_engine_noticed_restarted_with_backoff_then_gives_up(d
     assert_no_strays(daemon)
 
 
+@both_runtimes
 def test_rule8_clean_exit_is_not_restarted_on_failure(daemon: Daemon) -> None:
     svc = daemon.create("clean", command=echo_cmd("--exit-after", "1.5", "--exit-code", "0"))
     pid = pid_of(start_ready(daemon, "clean"))
@@ -566,6 +599,7 @@ def test_rule8_clean_exit_is_not_restarted_on_failure(daemon: Daemon) -> None:
 
 # ---------------------------------------------------------------------------- rule 9: stop
 @with_env(AIMA_STOP_GRACE_S=1)
+@both_runtimes
 def test_rule9_stop_is_idempotent_in_every_state(daemon: Daemon) -> None:
     daemon.create("never-started")
     daemon.create("booting", command=echo_cmd("--ready-after", "60"))
@@ -593,6 +627,7 @@ def test_rule9_stop_is_idempotent_in_every_state(daemon: Daemon) -> None:
 
 
 @with_env(AIMA_STOP_GRACE_S=1)
+@both_runtimes
 def test_rule9_stop_kills_the_whole_group_and_frees_the_port(daemon: Daemon) -> None:
     daemon.create("family", command=echo_cmd("--child", "--ignore-sigterm"))
     svc = start_ready(daemon, "family")
@@ -652,6 +687,7 @@ def test_rule10_delete_during_a_pending_restart_never_brings_it_back(daemon: Dae
 
 
 # ---------------------------------------------------------------------------- rule 11: daemon restarts
+@both_runtimes
 def test_rule11_chaos_kill9_daemon_readopts_without_duplicates(daemon: Daemon) -> None:
     stay = daemon.create("stay")
     revive = daemon.create("revive")
@@ -733,6 +769,7 @@ def test_rule11_a_recycled_pid_is_neither_adopted_nor_killed(
 
 
 # ---------------------------------------------------------------------------- rule 12: SIGTERM
+@both_runtimes
 def test_rule12_sigterm_finishes_in_flight_keeps_services_and_closes_db(daemon: Daemon) -> None:
     daemon.create("steady")
     slow = daemon.create("slowpoke", command=echo_cmd("--ready-after", "4"))
