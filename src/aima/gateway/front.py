@@ -125,6 +125,8 @@ class Exchange:
             return
         self.started = True
         head = self._head(status, headers, b"content-length: %d\r\n" % len(body))
+        if self.method == "HEAD":  # (every /v1 route answers HEAD 405) the head alone
+            body = b""
         if not self.disconnected:
             if len(body) < 65536:
                 self.transport.write(head + body)

@@ -92,10 +92,12 @@ def serve(settings: Settings, host: str, port: int, insecure: bool = False) -> i
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from aima import __version__
     from aima.gateway.front import protocol_for
 
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False,
-                            timeout_graceful_shutdown=GRACEFUL_S, lifespan="on", http=protocol_for(app.gateway))
+                            timeout_graceful_shutdown=GRACEFUL_S, lifespan="on", http=protocol_for(app.gateway),
+                            server_header=False, headers=[("server", f"aima/{__version__}")])
     server = _Server(config)
     server.ctx = ctx
     # Announced only once the database opened: a failure before this point is one line, not two.
