@@ -880,6 +880,8 @@ class Reconciler:
                     discovered = await self._discover()
                 h = discovered.get(inst.id)
                 if h is not None:
+                    if inst.log_path:
+                        h.data.setdefault("log_path", inst.log_path)  # a container's log is followed again
                     inst = self._update_instance(inst.id, pid=h.pid, start_time=h.start_time,
                                                  handle=h.to_dict()) or inst
             obs = self._observe(inst)

@@ -61,7 +61,7 @@ log = logging.getLogger("aima.runtimes.docker")
 DEFAULT_SOCKET = "/var/run/docker.sock"
 SNAPSHOT_TTL_S = 0.25  # how old a container list observe() may use
 CREATED_GRACE_S = 60.0  # a container created but not started for this long counts as gone
-RETRY_UNREACHABLE_S = 2.0  # after a failed connection, answer "unreachable" without retrying for this long
+RETRY_UNREACHABLE_S = 3.0  # after a failed call, answer "unreachable" without asking again for this long
 
 
 def where() -> str:
@@ -109,7 +109,7 @@ class _Follower:
 class DockerRuntime:
     name = "docker"
 
-    def __init__(self, home: Path | None = None, *, ping_timeout_s: float = 2.0, call_timeout_s: float = 5.0,
+    def __init__(self, home: Path | None = None, *, ping_timeout_s: float = 2.0, call_timeout_s: float = 3.0,
                  long_timeout_s: float = 120.0) -> None:
         self.home = home
         self.ping_timeout_s = ping_timeout_s
@@ -125,16 +125,19 @@ class DockerRuntime:
         self._followers: dict[str, _Follower] = {}
         self._exits: dict[str, Observation] = {}
         self._cdi: bool | None = None
+        self._warned = False  # "unreachable: state unknown" is logged once per outage
 
     # ------------------------------------------------------------------ connection
     def _connect(self) -> tuple[Any, Any]:
         """The two API clients, connecting on first use; ``Unavailable`` (naming DOCKER_HOST) if the
         daemon does not answer within the ping timeout."""
         with self._lock:
-            if self._fast is not None:
-                return self._fast, self._slow
+            # A daemon that just failed is not asked again at once: no call from the reconciler's loop
+            # waits on it twice in a row.
             if self._down is not None and time.monotonic() - self._down[0] < RETRY_UNREACHABLE_S:
                 raise Unavailable(unreachable_message(self._down[1]))
+            if self._fast is not None:
+                return self._fast, self._slow
             if not os.environ.get("DOCKER_HOST") and not os.path.exists(DEFAULT_SOCKET):
                 self._down = (time.monotonic(), f"{DEFAULT_SOCKET} does not exist")
                 raise Unavailable(unreachable_message(self._down[1]))
@@ -230,7 +233,8 @@ class DockerRuntime:
         ref = self.present(usable)
         if ref is not None:
             skipped = [image_ref(i) for i in usable[:next(k for k, i in enumerate(usable) if ref in local_refs(i))]]
-            why = f"{ref} is on this machine" + (f" ({', '.join(skipped)} is not)" if skipped else "")
+            why = f"{ref} is on this machine" + (
+                f" ({', '.join(skipped)} {'is' if len(skipped) == 1 else 'are'} not)" if skipped else "")
             emit("image.chosen", f"image {ref} for {spec.service_name}: {why}", {"image": ref, "reason": why})
             return ref
         for img in usable:
@@ -257,7 +261,8 @@ class DockerRuntime:
         emit("image.pulling", f"pulling image {ref}", {"image": ref, "model": spec.model})
         layers: dict[str, tuple[int, int]] = {}
         last = 0.0
-        for ev in self._call(slow.pull, repo, tag=tag, stream=True, decode=True):
+        # Not through _call: a registry that fails or times out says nothing about the Docker daemon.
+        for ev in slow.pull(repo, tag=tag, stream=True, decode=True):
             if isinstance(ev, dict) and ev.get("error"):
                 raise EngineError(str(ev["error"])[:240])
             detail = (ev.get("progressDetail") or {}) if isinstance(ev, dict) else {}
@@ -294,6 +299,8 @@ class DockerRuntime:
         with open(spec.log_path, "ab") as f:
             f.write((f"--- aima: starting {spec.instance_id} at {time.strftime('%Y-%m-%d %H:%M:%S')} in container "
                      f"{cfg.name} ({ref}): " + " ".join(spec.argv) + "\n").encode())
+        from docker.errors import DockerException
+
         cid: str | None = None
         try:
             hc = slow.create_host_config(**cfg.host_config)
@@ -314,9 +321,9 @@ class DockerRuntime:
                 raise PortInUse(f"port {spec.port} is already in use by {who}; stop it or choose another --port",
                                 field="port", details={"port": spec.port, "holder": who}) from None
             raise EngineError(f"Docker could not start container {cfg.name} from {ref}: {text}") from None
-        except TypeError as e:  # an option this daemon's API version does not know
-            self._note(spec.log_path, f"could not create container {cfg.name}: {e}")
-            raise EngineError(f"Docker could not create container {cfg.name}: {e}") from None
+        except (TypeError, DockerException) as e:  # e.g. an option this daemon's API version does not know
+            self._note(spec.log_path, f"could not create container {cfg.name}: {_short(e)}")
+            raise EngineError(f"Docker could not create container {cfg.name}: {_short(e)}") from None
         self._invalidate()
         self._follow(cid, spec.log_path, since=None)
         state = info.get("State") or {}
@@ -398,8 +405,11 @@ class DockerRuntime:
                 labels = (info.get("Config") or {}).get("Labels") or {}
                 created = _ts(info.get("Created")) or 0.0
         except Unavailable as e:
-            log.warning("%s", e.message)
+            if not self._warned:
+                log.warning("%s (containers are taken as still running until it answers)", e.message)
+                self._warned = True
             return Observation(alive=True, detail="Docker is not reachable: state unknown")
+        self._warned = False
         iid = handle.data.get("instance")
         if iid and labels.get(LABEL_INSTANCE) != iid:
             return self._record(cid, Observation(alive=False, detail=f"container {name} no longer carries "

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 EVENT = "model.pull.progress"
+IMAGE_EVENT = "image.pull.progress"  # `aima run` on the docker runtime: its image, when it must be pulled
 
 
 def absolute_paths(op: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +132,11 @@ def call_with_progress(url: str, api_key: str | None, op: str, data: dict[str, A
                        description=f"pull {d.get('name') or wanted_name or request}")
 
     def on_any(ev: dict[str, Any]) -> None:
-        if ev.get("kind") == EVENT and match(ev.get("data") or {}):
-            on_progress(ev["data"])
+        d = ev.get("data") or {}
+        if ev.get("kind") == EVENT and match(d):
+            on_progress(d)
+        elif ev.get("kind") == IMAGE_EVENT and op == "service.run" and d.get("model") in (request, wanted_name):
+            on_progress({**d, "name": f"image {d.get('image')}"})  # the engine's container image, pulled at start
 
     follower = Follower(url, api_key, on_any)
     follower.start()
