@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,26 @@ def test_docker_rm_f_is_noticed_within_2s_and_restarted_by_policy(dd: Daemon, do
     c2 = container(docker_kit, again)
     assert c2.id != c.id and chat(again["endpoint"]) == "echo: hi"
     assert [x.id for x in docker_kit.containers(dd.home, all=True)] == [c2.id]
+    no_tracebacks(dd)
+
+
+def test_a_container_docker_restarts_behind_aimas_back_is_failed_and_replaced(
+        dd: Daemon, docker_kit: DockerKit) -> None:
+    """restarting (a restart policy set outside aima) maps to failed: aima applies the service's own policy
+    with a fresh container, and removes the one Docker restarted."""
+    svc = dd.create("policed")
+    first = start_ready(dd, "policed")
+    c = container(docker_kit, first)
+    c.update(restart_policy={"Name": "always"})
+    inst_id, pid = active(first)[0]["id"], active(first)[0]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    ev = wait_until(lambda: next((e for e in events(dd, svc["id"], "instance.failed")
+                                  if e["instance_id"] == inst_id), None), timeout=10)
+    assert "restart" in ev["message"], ev
+    again = wait_until(lambda: (s := dd.get("policed"))["ready"] and s, timeout=20)
+    c2 = container(docker_kit, again)
+    assert c2.id != c.id and c2.attrs["HostConfig"]["RestartPolicy"]["Name"] in ("no", "")
+    wait_until(lambda: [x.id for x in docker_kit.containers(dd.home, all=True)] == [c2.id], timeout=10)
     no_tracebacks(dd)
 
 

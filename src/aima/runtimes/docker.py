@@ -420,7 +420,10 @@ class DockerRuntime:
         if alive and status == "running" and self._init_gone(handle):
             # The container's init died (killed on this machine) and Docker has not caught up yet: wait
             # for it (briefly) so the exit code is read, as for a native process that is being reaped.
-            status = self._settle(cid)
+            # Running again under another pid: Docker restarted it (a policy set outside aima).
+            status, pid = self._settle(cid)
+            if status == "running" and pid != handle.pid:
+                status = "restarting"
             alive = state_alive(status) if status else False
         if alive or alive is None:
             path = handle.data.get("log_path")
@@ -441,20 +444,22 @@ class DockerRuntime:
         now = _ctime(handle.pid)
         return now is None or abs(now - float(ctime)) > 0.05
 
-    def _settle(self, cid: str, timeout: float = 2.0) -> str:
-        """The container's status once it has left ``running`` (or still ``running`` after timeout)."""
+    def _settle(self, cid: str, timeout: float = 2.0) -> tuple[str, int | None]:
+        """The container's status (and init pid) once it has left ``running`` with the old init, or as it
+        is after ``timeout``; ("", None) when it is gone."""
         self._invalidate()
         deadline = time.monotonic() + timeout
-        status = "running"
+        status, pid = "running", None
         while time.monotonic() < deadline:
             info = self._inspect(cid)
             if info is None:
-                return ""
-            status = (info.get("State") or {}).get("Status", "")
-            if status != "running":
-                return status
+                return "", None
+            st = info.get("State") or {}
+            status, pid = st.get("Status", ""), int(st.get("Pid") or 0) or None
+            if status != "running" or (pid is not None and _ctime(pid) is not None and st.get("RestartCount")):
+                return status, pid
             time.sleep(0.02)
-        return status
+        return status, pid
 
     def _reap(self, cid: str, name: str, status: str) -> Observation:
         """A container that is no longer running: read its exit, let the log catch up, remove it."""
@@ -462,7 +467,9 @@ class DockerRuntime:
         st = info.get("State") or {}
         code = exit_code(st.get("ExitCode")) if info else None
         if status == "restarting":
-            detail = f"container {name} is restarting (a Docker restart policy set outside aima)"
+            detail = (f"container {name} was restarted by Docker (a restart policy set outside aima; aima "
+                      f"applies the service's own)")
+            code = None
         elif status == "created":
             detail = f"container {name} was created but never started"
             code = None
@@ -472,6 +479,10 @@ class DockerRuntime:
                 detail += " (out of memory: the container's memory limit)"
             if st.get("Error"):
                 detail += f": {' '.join(str(st['Error']).split())[:200]}"
+            policy = ((info.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
+            if policy != "no":
+                detail += (f"; Docker would restart container {name} (restart policy {policy!r} set outside "
+                           f"aima; aima applies the service's own)")
         self._drain(cid)
         self._remove(cid)
         return self._record(cid, Observation(alive=False, exit_code=code, detail=detail))
