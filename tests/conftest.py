@@ -1,7 +1,8 @@
 """Shared fixtures: a real aima daemon process on a free port with its own AIMA_HOME.
 
 Nothing of aima is mocked: tests talk HTTP to the daemon, run the real CLI, and the engines are
-real processes (the in-package ``echo`` engine by default).
+real processes (the in-package ``echo`` engine by default) — or containers on a real Docker daemon
+for tests parametrized with ``runtime`` (see ``both_runtimes`` and tests/docker_support.py).
 """
 
 from __future__ import annotations

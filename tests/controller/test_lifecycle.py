@@ -4,6 +4,10 @@ Every test drives a real daemon process (its own AIMA_HOME) over HTTP or the CLI
 are real processes on real ports (the in-package echo engine, or a plain socket listener started
 by the test). Nothing of aima is mocked. Time bounds are generous except where a rule names one
 (an explicit port conflict fails in under 1 s; a crash is noticed within about 2 s).
+
+Tests marked ``@both_runtimes`` run twice with the same service definitions: as native processes and
+in Docker containers (``--runtime docker`` with the test image of tests/docker_support.py, the engine's
+command line unchanged); the pids they check are then the containers' init processes on this machine.
 """
 
 from __future__ import annotations
