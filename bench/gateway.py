@@ -46,7 +46,30 @@ HERE = Path(__file__).resolve().parent
 STUB = HERE / "stub_upstream.py"
 LITELLM_VENV = HERE / ".venv-litellm"
 NEVER_STOP = {"0": -100, "2": -100}  # SmolLM2's <|endoftext|> and <|im_end|>: every answer has max_tokens tokens
-DOORS = ("direct", "aima", "litellm", "floor")  # floor: bench/relay_floor.py, a bare byte relay, stub only
+# floor: bench/relay_floor.py, a bare byte relay; haproxy: HAProxy routing on the JSON "model" (when installed).
+# Both in front of the stub only, at the highest concurrency only: references, not doors users would take.
+DOORS = ("direct", "aima", "litellm", "floor", "haproxy")
+REFERENCES = ("floor", "haproxy")
+HAPROXY_CFG = """global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-buffer-request
+frontend openai
+  bind 127.0.0.1:{port}
+  http-request set-var(txn.model) req.body,json_query('$.model')
+  use_backend stub if {{ var(txn.model) -m str {model} }}
+  default_backend unknown
+backend stub
+  http-reuse always
+  server s1 {upstream}
+backend unknown
+  http-request return status 404 content-type application/json string '{{"error":{{"code":"model_not_found"}}}}'
+"""
 PROMPT = "Write one sentence about the sea."
 
 LUA = r"""
@@ -330,23 +353,42 @@ def profile_top(raw: Path, n: int = 14) -> str:
     return "\n".join(out)
 
 
-def start_floor(root: Path, upstream: str, timeout: float = 60) -> tuple[subprocess.Popen[bytes], int]:
+def wait_listening(proc: subprocess.Popen[bytes], port: int, what: str, log: Path, timeout: float = 60) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited {proc.returncode}: {log.read_text(errors='replace')[-800:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    stop_group(proc)
+    raise RuntimeError(f"{what} did not come up in {timeout:g} s")
+
+
+def start_floor(root: Path, upstream: str) -> tuple[subprocess.Popen[bytes], int]:
     """bench/relay_floor.py in front of ``upstream`` (host:port): the least a Python proxy does per request."""
     port = free_port()
     proc = start_process([PY, str(HERE / "relay_floor.py"), "--port", str(port), "--upstream", upstream],
                          no_aima_env(), root / "floor.log")
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the relay floor exited {proc.returncode}: "
-                               f"{(root / 'floor.log').read_text(errors='replace')[-800:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, port
-        except OSError:
-            time.sleep(0.1)
-    stop_group(proc)
-    raise RuntimeError("the relay floor did not come up")
+    wait_listening(proc, port, "the relay floor", root / "floor.log")
+    return proc, port
+
+
+def start_haproxy(root: Path, upstream: str, model: str) -> tuple[subprocess.Popen[bytes], int] | None:
+    """HAProxy (C, one thread) in front of ``upstream``, choosing its backend by the body's ``model`` as aima
+    does: how far a native data plane gets on this machine. None when haproxy is not installed."""
+    exe = shutil.which("haproxy")
+    if exe is None:
+        say("haproxy is not installed (apt-get install -y haproxy): its reference figures are left out")
+        return None
+    port = free_port()
+    cfg = root / "haproxy.cfg"
+    cfg.write_text(HAPROXY_CFG.format(port=port, upstream=upstream, model=model))
+    proc = start_process([exe, "-db", "-f", str(cfg)], no_aima_env(), root / "haproxy.log")
+    wait_listening(proc, port, "haproxy", root / "haproxy.log")
+    return proc, port
 
 
 def check_doors(up: Upstream) -> None:
@@ -388,7 +430,7 @@ def run_upstream(up: Upstream, d: Daemon, wrk: str, root: Path, quiet: Quiet, co
             case = Case(up, stream, conns)
             quiet.wait(f"{up.label} {'stream' if stream else 'json'} c={conns}")
             runs: dict[str, list[Result]] = {}
-            order = [x for x in rotate(doors, i) if x != "floor" or conns == max(conc)]  # floor: top c only
+            order = [x for x in rotate(doors, i) if x not in REFERENCES or conns == max(conc)]  # references: top c
             for rnd in range(up.rounds):
                 for door in (order if rnd % 2 == 0 else order[::-1]):
                     runs.setdefault(door, []).append(one_run(up, d, wrk, root, case, door, pyspy if rnd == 0 else None,
@@ -473,7 +515,7 @@ def added(door: Result | None, direct: Result | None, which: str) -> float | Non
 def tables(cases: list[Case]) -> str:
     out = []
     head = ["mode", "c", "direct req/s", "aima req/s", "aima/direct", "litellm req/s", "litellm/direct",
-            "relay floor req/s", "CPU direct/aima/litellm", "errors direct/aima/litellm"]
+            "relay floor req/s", "haproxy req/s", "CPU direct/aima/litellm", "errors direct/aima/litellm"]
     body = []
 
     def cores(v: Result | None) -> str:
@@ -482,14 +524,15 @@ def tables(cases: list[Case]) -> str:
     for c in cases:
         r = c.results
         g = {k: r.get(k) for k in DOORS}
-        floor = g.pop("floor")
+        floor, hap = g.pop("floor"), g.pop("haproxy")
         errs = "/".join(v.err_text() if v else "-" for v in g.values())
         body.append(["stream" if c.stream else "json", str(c.conns)]
                     + [f"{g['direct'].rps:.1f}" if g["direct"] else "-", f"{g['aima'].rps:.1f}" if g["aima"] else "-",
                        ratio(g["aima"].rps if g["aima"] else None, g["direct"].rps if g["direct"] else None),
                        f"{g['litellm'].rps:.1f}" if g["litellm"] else "-",
                        ratio(g["litellm"].rps if g["litellm"] else None, g["direct"].rps if g["direct"] else None),
-                       f"{floor.rps:.1f}" if floor else "-", "/".join(cores(v) for v in g.values()), errs])
+                       f"{floor.rps:.1f}" if floor else "-", f"{hap.rps:.1f}" if hap else "-",
+                       "/".join(cores(v) for v in g.values()), errs])
     out.append(grid(head, body))
     out.append("")
     head = ["mode", "c", "direct p50", "aima p50", "added", "litellm p50", "added", "direct p99", "aima p99", "added",
@@ -525,7 +568,7 @@ def targets(stub: list[Case], real: list[Case]) -> str:
 
     for label, cases in (("stub", stub), ("smollm2", real)):
         for c in cases:
-            d, a, lt, fl = (c.results.get(k) for k in DOORS)
+            d, a, lt, fl, hp = (c.results.get(k) for k in DOORS)
             mode = "stream" if c.stream else "json"
             broken = [f"{k} {v.errors} errors of {v.requests}" for k, v in (("direct", d), ("aima", a))
                       if v and v.bad()]
@@ -554,8 +597,9 @@ def targets(stub: list[Case], real: list[Case]) -> str:
                              verdict(None if r is None or broken else r >= 0.95), xs(x(lt, d), lt), note])
             if label == "stub" and c.conns == 64:
                 r = x(a, d)
-                f = x(fl, d)
-                note = "; ".join(broken) or (f"a bare byte relay in Python: {xs(f)}" if f is not None else "")
+                refs = [f"a bare byte relay in Python: {xs(x(fl, d))}" if fl is not None else "",
+                        f"HAProxy (C) routing on the model: {xs(x(hp, d))}" if hp is not None else ""]
+                note = "; ".join(broken) or "; ".join(r for r in refs if r)
                 body.append([f"{label} c=64: >= 0.5x direct req/s", mode, xs(r, a),
                              verdict(None if r is None or broken else r >= 0.5), xs(x(lt, d), lt), note])
     return grid(head, body)
@@ -609,6 +653,10 @@ def main(argv: list[str] | None = None) -> int:
             floor = start_floor(root, view["endpoint"].removeprefix("http://"))
             ups[-1].doors["floor"], ups[-1].pids["floor"] = f"http://127.0.0.1:{floor[1]}", floor[0].pid
             extra_procs.append(floor[0])
+            hap = start_haproxy(root, view["endpoint"].removeprefix("http://"), "stub")
+            if hap is not None:
+                ups[-1].doors["haproxy"], ups[-1].pids["haproxy"] = f"http://127.0.0.1:{hap[1]}", hap[0].pid
+                extra_procs.append(hap[0])
         if "real" in only:
             t = time.monotonic()
             r = subprocess.run([AIMA, "-o", "json", "run", "smollm2-135m", "--detach"], env=d.env,
