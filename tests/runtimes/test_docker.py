@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -426,3 +427,36 @@ def test_unreachable_docker_is_one_clear_line_naming_docker_host_and_never_a_han
         no_tracebacks(d)
     finally:
         d.cleanup()
+
+
+def test_a_hung_docker_daemon_never_stalls_the_api_or_the_gateway(dd: Daemon, docker_kit: DockerKit) -> None:
+    # One service in a container, one native; then dockerd is frozen (SIGSTOP: it accepts connections and
+    # never answers, as a wedged daemon does) while the container keeps running under its shim.
+    dd.create("boxed")
+    start_ready(dd, "boxed")
+    dd.create("plain", runtime="native", images=[], volumes=[])
+    start_ready(dd, "plain")
+    pids = [int(p) for p in subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()]
+    assert pids, "no dockerd process to freeze"
+    worst = 0.0
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        t_end = time.monotonic() + 8  # several reconcile ticks, each asking Docker about "boxed"
+        with httpx.Client(base_url=dd.url, trust_env=False, timeout=30) as c:
+            while time.monotonic() < t_end:
+                t0 = time.monotonic()
+                assert c.get("/health").status_code == 200
+                r = c.post("/v1/chat/completions", json={"model": "plain", "messages": [{"role": "user",
+                                                                                        "content": "hi"}]})
+                assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "echo: hi"
+                worst = max(worst, time.monotonic() - t0)
+                time.sleep(0.1)
+    finally:
+        for p in pids:
+            os.kill(p, signal.SIGCONT)
+    # Docker's calls time out after 3 s; none of that wait may land on the loop the API and gateway share.
+    assert worst < 1.5, f"a request took {worst:.2f}s while dockerd was frozen"
+    again = wait_until(lambda: (s := dd.get("boxed"))["ready"] and s, timeout=30)
+    assert again["state"] == "running" and chat(again["endpoint"]) == "echo: hi"
+    no_tracebacks(dd)

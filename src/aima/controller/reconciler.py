@@ -223,12 +223,12 @@ class Reconciler:
         for inst in rows:
             if self.lock(inst.service_id).locked():
                 continue  # an operation is changing this service right now; it observes for itself
-            obs = self._observe(inst)
+            obs = await self._observe(inst)
             if not obs.alive and inst.state != State.stopping.value:
                 async with self.lock(inst.service_id):
                     fresh = self._reload(inst.id)
                     if fresh is not None and fresh.state in ACTIVE_NAMES:
-                        self._on_exit(fresh, self._observe(fresh))
+                        self._on_exit(fresh, await self._observe(fresh))
 
     async def ensure_running(self, service_id: str, *, wait: bool, timeout_s: float | None,
                              reset_restarts: bool = True) -> StartOutcome:
@@ -243,7 +243,7 @@ class Reconciler:
             self._update_service(service_id, **fields)
             # Correct a record that says running while nothing runs (rule 4) before starting.
             for inst in self._instances(service_id, ACTIVE_NAMES):
-                obs = self._observe(inst)
+                obs = await self._observe(inst)
                 if not obs.alive:
                     self._record_exit(inst, obs)
             live = {i.replica for i in self._instances(service_id, ACTIVE_NAMES)}
@@ -440,10 +440,16 @@ class Reconciler:
         with self.db.session() as s:
             return s.get(InstanceRow, inst_id)
 
-    def _observe(self, inst: InstanceRow) -> Observation:
+    async def _observe(self, inst: InstanceRow) -> Observation:
+        """Is the instance alive? A native process is looked at in place (microseconds); a container is
+        asked in a worker thread, so a slow or hung Docker daemon never stalls this loop (the gateway
+        and the API share it)."""
         if not inst.handle:
             return Observation(alive=False, detail="never launched")
-        return self.runtime(inst.runtime).observe(Handle.from_dict(inst.handle))
+        rt, handle = self.runtime(inst.runtime), Handle.from_dict(inst.handle)
+        if inst.runtime == "native":
+            return rt.observe(handle)
+        return await asyncio.to_thread(rt.observe, handle)
 
     def _exit_reason(self, inst: InstanceRow, obs: Observation) -> tuple[str, bool]:
         """What to tell the user about an exit, and whether it matched a fatal log pattern."""
@@ -577,12 +583,12 @@ class Reconciler:
                 if fatal:
                     await self._fail_fatal(inst, fatal)
                     return
-            obs = self._observe(inst)
+            obs = await self._observe(inst)
             if not obs.alive:
                 async with self.lock(inst.service_id):
                     fresh = self._reload(inst_id)
                     if fresh is not None and fresh.state == State.starting.value:
-                        self._on_exit(fresh, self._observe(fresh))
+                        self._on_exit(fresh, await self._observe(fresh))
                 return
             res = await probe(self.http, inst.host, inst.port or 0, health, svc.model,
                               engine.identity_required)
@@ -638,14 +644,14 @@ class Reconciler:
         for inst in rows:
             if self.lock(inst.service_id).locked():
                 continue
-            obs = self._observe(inst)
+            obs = await self._observe(inst)
             if not obs.alive:
                 if inst.state == State.stopping.value:
                     continue
                 async with self.lock(inst.service_id):
                     fresh = self._reload(inst.id)
                     if fresh is not None and fresh.state in ACTIVE_NAMES and fresh.state != "stopping":
-                        self._on_exit(fresh, self._observe(fresh))
+                        self._on_exit(fresh, await self._observe(fresh))
                 continue
             if inst.state == State.starting.value and inst.id not in self._watchers:
                 self._watch(inst)
@@ -713,11 +719,11 @@ class Reconciler:
             inst = self._reload(inst_id)
             if inst is None or inst.state != State.running.value:
                 return
-            if not self._observe(inst).alive:
+            if not (await self._observe(inst)).alive:
                 async with self.lock(inst.service_id):
                     fresh = self._reload(inst_id)
                     if fresh is not None and fresh.state in ACTIVE_NAMES and fresh.state != State.stopping.value:
-                        self._on_exit(fresh, self._observe(fresh))
+                        self._on_exit(fresh, await self._observe(fresh))
                 return
             svc = self._service(inst.service_id)
             engine = catalog.engine(svc.engine)
@@ -884,7 +890,7 @@ class Reconciler:
                         h.data.setdefault("log_path", inst.log_path)  # a container's log is followed again
                     inst = self._update_instance(inst.id, pid=h.pid, start_time=h.start_time,
                                                  handle=h.to_dict()) or inst
-            obs = self._observe(inst)
+            obs = await self._observe(inst)
             if obs.alive:
                 if inst.state == State.stopping.value:
                     await self._stop_instance(inst)
