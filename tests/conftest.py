@@ -42,6 +42,18 @@ def echo_cmd(*flags: str, model: str = "{model}") -> str:
     return f"{shlex.quote(PY)} -m aima.engines.echo --port {{port}} --model {model} {extra}".strip()
 
 
+def wait_until(predicate: Any, timeout: float = 10, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something true (returned), or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
 class ApiError(Exception):
     def __init__(self, status: int, body: Any):
         super().__init__(f"HTTP {status}: {body}")
@@ -127,14 +139,7 @@ class Daemon:
         return json.loads(r.stdout)
 
     def wait_for(self, predicate: Any, timeout: float = 20, interval: float = 0.05) -> Any:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+        return wait_until(predicate, timeout, interval)
 
     # -- reality
     def engine_processes(self) -> list[psutil.Process]:

@@ -19,7 +19,6 @@ import io
 import os
 import sys
 import tarfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,12 +179,3 @@ def docker_kit() -> Iterator[DockerKit]:
         kit.remove_foreign()
 
 
-def wait_until(predicate: Any, timeout: float = 10, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")

@@ -9,14 +9,13 @@ import pytest
 
 from aima.catalog.schema import Image
 from aima.errors import InvalidInput, Unavailable
-from aima.runtimes.base import LaunchSpec
+from aima.runtimes.base import LaunchSpec, describe_exit
 from aima.runtimes.choice import Facts, choose
 from aima.runtimes.container import (
     ContainerOptions,
     Gpu,
     container_config,
     container_name,
-    describe_exit,
     exit_code,
     gpu_access,
     has_registry,

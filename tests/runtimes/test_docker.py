@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PY, ApiError, Daemon, echo_cmd, free_port
-from tests.docker_support import MISSING_IMAGE, DockerKit, wait_until
+from tests.conftest import PY, ApiError, Daemon, echo_cmd, free_port, wait_until
+from tests.docker_support import MISSING_IMAGE, DockerKit
 
 ENV = {"AIMA_STOP_GRACE_S": "2", "AIMA_RESTART_BACKOFF_S": "0.2", "AIMA_RESTART_MAX": "3"}
 

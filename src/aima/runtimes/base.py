@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,18 @@ class Handle:
     def from_dict(cls, d: dict[str, Any]) -> Handle:
         return cls(runtime=d.get("runtime", "native"), pid=d.get("pid"), start_time=d.get("start_time"),
                    cmdline=list(d.get("cmdline") or []), data=dict(d.get("data") or {}))
+
+
+def describe_exit(code: int | None) -> str:
+    """An exit status in words; negative codes are signals (as for a process, and 128+N from a container)."""
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import platform
 import re
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -292,17 +291,6 @@ def exit_code(raw: int | None) -> int | None:
     if raw is not None and 128 < raw <= 128 + 64:
         return -(raw - 128)
     return raw
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "exit status unknown"
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 def state_alive(status: str) -> bool | None:

@@ -38,7 +38,7 @@ from typing import Any
 
 from aima.catalog.schema import Image
 from aima.errors import AimaError, EngineError, PortInUse, Unavailable
-from aima.runtimes.base import Handle, LaunchSpec, Observation
+from aima.runtimes.base import Handle, LaunchSpec, Observation, describe_exit
 from aima.runtimes.container import (
     LABEL_HOME,
     LABEL_INSTANCE,
@@ -46,7 +46,6 @@ from aima.runtimes.container import (
     LABEL_SERVICE_NAME,
     ContainerOptions,
     container_config,
-    describe_exit,
     exit_code,
     image_ref,
     local_refs,

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 
 from aima.errors import EngineError
-from aima.runtimes.base import Handle, LaunchSpec, Observation
+from aima.runtimes.base import Handle, LaunchSpec, Observation, describe_exit
 
 _START_TIME_TOLERANCE = 0.05
 
@@ -85,7 +85,7 @@ class NativeRuntime:
         key = (handle.pid or -1, handle.start_time)
         if key in self._exits:
             code = self._exits[key]
-            return Observation(alive=False, exit_code=code, detail=_describe_exit(code))
+            return Observation(alive=False, exit_code=code, detail=describe_exit(code))
         child = self._children.get(handle.pid or -1)
         if child is not None:
             code = child.poll()
@@ -96,7 +96,7 @@ class NativeRuntime:
             if code is not None:
                 self._children.pop(child.pid, None)
                 self._exits[key] = code
-                return Observation(alive=False, exit_code=code, detail=_describe_exit(code))
+                return Observation(alive=False, exit_code=code, detail=describe_exit(code))
             return Observation(alive=True)
         if self._process(handle) is not None:
             return Observation(alive=True)
@@ -236,10 +236,3 @@ def _dying(pid: int) -> bool:
         return False
 
 
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
