@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shlex
 import shutil
 import signal
 import statistics
@@ -36,21 +35,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests.docker_support builds the image
 from benchlib import PY, Quiet, Row, header, no_aima_env, say, table  # noqa: E402
-
-AIMA = str(Path(PY).with_name("aima"))
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def echo_cmd(*flags: str) -> str:
-    extra = " ".join(shlex.quote(f) for f in flags)
-    return f"{shlex.quote(PY)} -m aima.engines.echo --port {{port}} --model {{model}} {extra}".strip()
+from control_plane import AIMA, echo_cmd, free_port  # noqa: E402
 
 
 class Daemon:

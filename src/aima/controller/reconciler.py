@@ -220,15 +220,15 @@ class Reconciler:
             if service_ids is not None:
                 q = q.where(InstanceRow.service_id.in_(list(service_ids)))
             rows = list(s.scalars(q))
+        rows = [i for i in rows if not self.lock(i.service_id).locked()]  # (a locked one observes for itself)
+        seen = await self._observe_all(rows)
         for inst in rows:
-            if self.lock(inst.service_id).locked():
-                continue  # an operation is changing this service right now; it observes for itself
-            obs = await self._observe(inst)
+            obs = seen[inst.id]
             if not obs.alive and inst.state != State.stopping.value:
                 async with self.lock(inst.service_id):
                     fresh = self._reload(inst.id)
                     if fresh is not None and fresh.state in ACTIVE_NAMES:
-                        self._on_exit(fresh, await self._observe(fresh))
+                        await self._exit_if_dead(fresh)
 
     async def ensure_running(self, service_id: str, *, wait: bool, timeout_s: float | None,
                              reset_restarts: bool = True) -> StartOutcome:
@@ -468,6 +468,31 @@ class Reconciler:
         except (NotFound, InvalidInput):
             return []
 
+    async def _observe_all(self, rows: list[InstanceRow]) -> dict[str, Observation]:
+        """``_observe`` for many instances: processes in place, every container in one worker-thread hop
+        (its runtime reads one container list for all of them)."""
+        out: dict[str, Observation] = {}
+        elsewhere: list[InstanceRow] = []
+        for r in rows:
+            if r.handle and r.runtime != "native":
+                elsewhere.append(r)
+            else:
+                out[r.id] = await self._observe(r)
+        if elsewhere:
+            def observe() -> list[Observation]:
+                return [self.runtime(r.runtime).observe(Handle.from_dict(r.handle)) for r in elsewhere]
+
+            out.update(zip([r.id for r in elsewhere], await asyncio.to_thread(observe), strict=True))
+        return out
+
+    async def _exit_if_dead(self, fresh: InstanceRow) -> None:
+        """Under the service's lock, with the instance's record just re-read: observe it once more and
+        apply the exit only if it really is gone. (What was observed before taking the lock may have been
+        an older record — say one read before its launch finished — or a moment that has passed.)"""
+        obs = await self._observe(fresh)
+        if not obs.alive:
+            self._on_exit(fresh, obs)
+
     def _record_exit(self, inst: InstanceRow, obs: Observation) -> tuple[InstanceRow | None, str, bool]:
         reason, fatal = self._exit_reason(inst, obs)
         self._cancel_watch(inst.id)
@@ -588,7 +613,7 @@ class Reconciler:
                 async with self.lock(inst.service_id):
                     fresh = self._reload(inst_id)
                     if fresh is not None and fresh.state == State.starting.value:
-                        self._on_exit(fresh, await self._observe(fresh))
+                        await self._exit_if_dead(fresh)
                 return
             res = await probe(self.http, inst.host, inst.port or 0, health, svc.model,
                               engine.identity_required)
@@ -641,17 +666,18 @@ class Reconciler:
             rows = list(s.scalars(select(InstanceRow).where(InstanceRow.state.in_(ACTIVE_NAMES))))
         checks = []
         now = time.monotonic()
+        seen = await self._observe_all([i for i in rows if not self.lock(i.service_id).locked()])
         for inst in rows:
-            if self.lock(inst.service_id).locked():
+            obs = seen.get(inst.id)
+            if obs is None or self.lock(inst.service_id).locked():
                 continue
-            obs = await self._observe(inst)
             if not obs.alive:
                 if inst.state == State.stopping.value:
                     continue
                 async with self.lock(inst.service_id):
                     fresh = self._reload(inst.id)
                     if fresh is not None and fresh.state in ACTIVE_NAMES and fresh.state != "stopping":
-                        self._on_exit(fresh, await self._observe(fresh))
+                        await self._exit_if_dead(fresh)
                 continue
             if inst.state == State.starting.value and inst.id not in self._watchers:
                 self._watch(inst)
@@ -723,7 +749,7 @@ class Reconciler:
                 async with self.lock(inst.service_id):
                     fresh = self._reload(inst_id)
                     if fresh is not None and fresh.state in ACTIVE_NAMES and fresh.state != State.stopping.value:
-                        self._on_exit(fresh, await self._observe(fresh))
+                        await self._exit_if_dead(fresh)
                 return
             svc = self._service(inst.service_id)
             engine = catalog.engine(svc.engine)
