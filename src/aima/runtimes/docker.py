@@ -1,7 +1,7 @@
 """The docker runtime: engines in containers, through the official ``docker`` SDK.
 
 The daemon is the one ``DOCKER_HOST`` names (else the local socket), so Podman's Docker-compatible
-socket works too. Containers are found by their labels alone (``container.py``): the service id,
+socket can serve too (the tests run against dockerd only). Containers are found by their labels alone (``container.py``): the service id,
 instance id, model, engine and this AIMA_HOME. Nothing here restarts a container — there is no Docker
 restart policy — so the reconciler sees every exit and applies the service's own policy.
 
