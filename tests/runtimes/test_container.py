@@ -148,6 +148,8 @@ def test_ascend_intel_and_apple() -> None:
 def test_container_states_and_exit_codes_read_like_processes() -> None:
     assert [state_alive(s) for s in ("created", "running", "restarting", "exited", "dead")] == \
         [True, True, False, False, False]
+    # Podman's own words: "stopped" is an exited process Podman has not tidied up yet
+    assert state_alive("stopped") is False and state_alive("stopping") is True
     assert exit_code(0) == 0 and exit_code(3) == 3 and exit_code(137) == -9 and exit_code(143) == -15
     assert exit_code(None) is None and exit_code(255) == 255
     assert describe_exit(-9) == "killed by signal SIGKILL" and describe_exit(3) == "exited with code 3"

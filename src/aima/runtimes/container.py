@@ -295,9 +295,10 @@ def exit_code(raw: int | None) -> int | None:
 
 def state_alive(status: str) -> bool | None:
     """Container status → alive? ``created`` and ``running`` (and ``paused``) are alive; ``restarting``
-    (a restart policy set outside aima), ``exited``, ``dead`` and ``removing`` are not."""
-    if status in ("created", "running", "paused"):
+    (a restart policy set outside aima), ``exited``, ``dead`` and ``removing`` are not. Podman adds
+    ``stopping`` (alive) and ``stopped`` (its process has exited; ``exited`` once Podman has tidied up)."""
+    if status in ("created", "running", "paused", "stopping"):
         return True
-    if status in ("restarting", "exited", "dead", "removing"):
+    if status in ("restarting", "exited", "dead", "removing", "stopped"):
         return False
     return None
