@@ -3,6 +3,8 @@
 ``docker_kit`` (session-scoped) connects to the daemon that ``DOCKER_HOST`` names (else the local
 socket; ``scripts/dockerd-up.sh`` installs and starts one on Debian). Without one the tests that need
 it are skipped with the reason — except under ``AIMA_TEST_STRICT=1`` (CI), where they fail.
+``get_kit(host)`` does the same for another Docker-API socket (Podman's: tests/runtimes/test_podman.py);
+its ``env`` points an aima daemon at that socket.
 
 The image ``aima-test/hostpy`` is a rootfs of a few symlinks (``bin -> usr/bin``, ``lib -> usr/lib``
 ...) imported with ``docker import``; containers get this machine's ``/usr``, its Python installation
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import sys
 import tarfile
@@ -29,6 +32,16 @@ import pytest
 IMAGE_REPO = "aima-test/hostpy"
 MISSING_IMAGE = "aima-test/missing:never"  # never built: "not on this machine", and no registry has it
 TEST_LABEL = "aima-test"  # foreign containers started by tests carry it (and are removed at teardown)
+
+
+def image_of(container: Any) -> str:
+    """The reference a container was created from, as given: Podman reports Docker Hub names in full
+    (``docker.io/aima-test/hostpy:T``), Docker as they were written (``aima-test/hostpy:T``)."""
+    ref = container.attrs["Config"]["Image"]
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix):]
+    return ref
 
 
 def host_python_mounts() -> list[str]:
@@ -83,6 +96,12 @@ class DockerKit:
     volumes: list[str]
     python: str = sys.executable
     foreign: list[str] = field(default_factory=list)
+    host: str | None = None  # the socket this kit's daemon answers on; None: DOCKER_HOST or the default
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What an aima daemon's environment needs to use this kit's Docker API."""
+        return {"DOCKER_HOST": self.host} if self.host else {}
 
     def service_kw(self, **extra: Any) -> dict[str, Any]:
         """service.create fields that run a --command service in a container of the test image."""
@@ -126,33 +145,34 @@ class DockerKit:
         self.foreign.clear()
 
 
-def _connect() -> tuple[Any, str]:
+def _connect(host: str | None) -> tuple[Any, str]:
     try:
         import docker
     except ImportError as e:
         return None, f"the docker SDK is not installed ({e})"
     try:
-        client = docker.from_env(timeout=10)
+        client = docker.DockerClient(base_url=host, timeout=10) if host else docker.from_env(timeout=10)
         client.ping()
         return client, ""
     except Exception as e:  # noqa: BLE001 - any failure means "no daemon here"
-        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        return None, f"no Docker daemon answers at {where} ({' '.join(str(e).split())[:160]})"
+        where = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        return None, f"no Docker API answers at {where} ({' '.join(str(e).split())[:160]})"
 
 
-_KIT: DockerKit | None = None
-_WHY_NOT: str | None = None
+_KITS: dict[str | None, DockerKit] = {}
+_WHY_NOT: dict[str | None, str] = {}
 
 
-def get_kit() -> DockerKit:
-    """The session's kit (connect and build the image once), or skip/fail the test with the reason."""
-    global _KIT, _WHY_NOT
-    if _KIT is not None:
-        return _KIT
-    if _WHY_NOT is None:
-        client, why = _connect()
+def get_kit(host: str | None = None, what: str = "Docker",
+            how: str = "scripts/dockerd-up.sh installs and starts one (Debian, as root)") -> DockerKit:
+    """The session's kit for ``host`` (connect and build the image once; None: DOCKER_HOST or the local
+    socket), or skip/fail the test with the reason (``what`` is needed; ``how`` to get it)."""
+    if host in _KITS:
+        return _KITS[host]
+    if host not in _WHY_NOT:
+        client, why = _connect(host)
         if client is None:
-            _WHY_NOT = why + "; scripts/dockerd-up.sh installs and starts one (Debian, as root)"
+            _WHY_NOT[host] = f"{why}; {how}"
         else:
             tar = _rootfs_tar()
             tag = hashlib.sha256(tar).hexdigest()[:12]
@@ -160,14 +180,19 @@ def get_kit() -> DockerKit:
             try:
                 client.images.get(ref)
             except Exception:  # noqa: BLE001 - not built yet
-                client.api.import_image_from_data(
+                out = client.api.import_image_from_data(
                     tar, repository=IMAGE_REPO, tag=tag,
                     changes=["ENV PATH=/usr/local/bin:/usr/bin:/bin", 'CMD ["/bin/sh"]'])
-            _KIT = DockerKit(client=client, image=ref, volumes=host_python_mounts())
-            return _KIT
+                try:
+                    client.images.get(ref)
+                except Exception:  # noqa: BLE001 - Podman 4.3's import ignores the tag (names it :latest)
+                    image_id = json.loads(str(out).strip().splitlines()[-1])["status"]
+                    client.api.tag(image_id, IMAGE_REPO, tag)
+            kit = _KITS[host] = DockerKit(client=client, image=ref, volumes=host_python_mounts(), host=host)
+            return kit
     if os.environ.get("AIMA_TEST_STRICT") == "1":
-        pytest.fail(f"Docker is required here (AIMA_TEST_STRICT=1): {_WHY_NOT}", pytrace=False)
-    pytest.skip(f"needs Docker: {_WHY_NOT}")
+        pytest.fail(f"{what} is required here (AIMA_TEST_STRICT=1): {_WHY_NOT[host]}", pytrace=False)
+    pytest.skip(f"needs {what}: {_WHY_NOT[host]}")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +24,24 @@ import httpx
 import pytest
 
 from tests.conftest import PY, ApiError, Daemon, echo_cmd, free_port, wait_until
-from tests.docker_support import MISSING_IMAGE, DockerKit
+from tests.docker_support import MISSING_IMAGE, DockerKit, image_of
 
 ENV = {"AIMA_STOP_GRACE_S": "2", "AIMA_RESTART_BACKOFF_S": "0.2", "AIMA_RESTART_MAX": "3"}
 
 
-@pytest.fixture
-def dd(aima_home: Path, docker_kit: DockerKit) -> Any:
-    """A daemon whose services run in containers of the test image by default."""
-    d = Daemon(aima_home, {**ENV, "AIMA_PORT_RANGE": _range()}, docker_kit.service_kw(), docker_kit)
+def boxed_daemon(home: Path, kit: DockerKit) -> Iterator[Daemon]:
+    """A daemon whose services run in containers of the test image by default, on ``kit``'s Docker API."""
+    d = Daemon(home, {**ENV, "AIMA_PORT_RANGE": _range(), **kit.env}, kit.service_kw(), kit)
     d.start()
     try:
         yield d
     finally:
         d.cleanup()
+
+
+@pytest.fixture
+def dd(aima_home: Path, docker_kit: DockerKit) -> Iterator[Daemon]:
+    yield from boxed_daemon(aima_home, docker_kit)
 
 
 def _range() -> str:
@@ -103,11 +108,12 @@ def test_container_carries_labels_limits_mounts_and_its_log_reaches_aima(dd: Dae
     assert all(m["RW"] is False for m in c.attrs["Mounts"])  # the host's Python, read-only
     env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
     assert env["AIMA_SERVICE_ID"] == svc["id"] and env["AIMA_INSTANCE_ID"] == inst["id"]
-    assert c.attrs["Config"]["Image"] == docker_kit.image
+    assert image_of(c) == docker_kit.image
     assert chat(ready["endpoint"], "through docker") == "echo: through docker"
-    # the container's output is the service's log
-    lines = dd.op("service.logs", service="boxed")["lines"]
-    assert any("hello from the box" in ln for ln in lines) and any("serving model 'boxed'" in ln for ln in lines)
+    # the container's output is the service's log (followed by a thread: Podman's stream lags by up to 0.25 s)
+    lines = wait_until(lambda: (ls := dd.op("service.logs", service="boxed")["lines"])
+                       and any("serving model 'boxed'" in ln for ln in ls) and ls, timeout=2)
+    assert any("hello from the box" in ln for ln in lines)
     assert dd.cli("service", "logs", "boxed").stdout.splitlines().count("hello from the box") == 1  # once
     # stop: the container is gone (not merely stopped) and the port is free
     stopped = dd.op("service.stop", service="boxed")
@@ -268,7 +274,7 @@ def test_image_priority_first_present_candidate_else_fail_listing_what_was_tried
     svc = dd.create("second", images=[MISSING_IMAGE, docker_kit.image])
     assert svc["images"] == [MISSING_IMAGE, docker_kit.image]
     ready = start_ready(dd, "second")
-    assert container(docker_kit, ready).attrs["Config"]["Image"] == docker_kit.image
+    assert image_of(container(docker_kit, ready)) == docker_kit.image
     chosen = events(dd, svc["id"], "image.chosen")
     assert len(chosen) == 1 and chosen[0]["data"]["image"] == docker_kit.image
     assert f"{MISSING_IMAGE} is not" in chosen[0]["data"]["reason"], chosen
