@@ -47,10 +47,12 @@ down: $(STAMP)
 
 # The docker runtime's tests need a Docker daemon: `make test` starts an installed dockerd when none runs;
 # `make docker` also installs Debian's docker.io (as root). Without a daemon those tests skip, saying why
-# (with AIMA_TEST_STRICT=1, as in CI, they fail instead).
+# (with AIMA_TEST_STRICT=1, as in CI, they fail instead). Likewise the podman tests, with an installed
+# Podman (scripts/podman-up.sh installs it and starts its Docker-compatible API).
 test: $(ENGINES_STAMP)
 	$(BIN)/ruff check src tests bench
 	@bash scripts/dockerd-up.sh --no-install || echo "aima: no Docker daemon (make docker installs and starts one); docker tests will skip"
+	@bash scripts/podman-up.sh --no-install >/dev/null || echo "aima: no Podman API (scripts/podman-up.sh installs and starts one); podman tests will skip"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 docker:
