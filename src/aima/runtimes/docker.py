@@ -1,8 +1,12 @@
 """The docker runtime: engines in containers, through the official ``docker`` SDK.
 
-The daemon is the one ``DOCKER_HOST`` names (else the local socket), so Podman's Docker-compatible
-socket can serve too (the tests run against dockerd only). Containers are found by their labels alone (``container.py``): the service id,
-instance id, model, engine and this AIMA_HOME. Nothing here restarts a container — there is no Docker
+The daemon is the one ``DOCKER_HOST`` names (else the local socket): dockerd, or Podman's
+Docker-compatible socket. The tests run against dockerd, and the main scenarios (start/ready/stop with
+labels and limits, ``rm -f`` behind aima's back, a foreign container on the port, re-adoption after the
+aima daemon is killed, an engine that exits at once) against Podman 4.3 too (tests/runtimes/test_podman.py).
+Podman 4.3 cannot change a running container's restart policy (no ``/containers/{id}/update``), and its
+log stream lags by up to a quarter second. Containers are found by their labels alone (``container.py``):
+the service id, instance id, model, engine and this AIMA_HOME. Nothing here restarts a container — there is no Docker
 restart policy — so the reconciler sees every exit and applies the service's own policy.
 
 Reality, as the reconciler reads it through ``observe``:
