@@ -120,10 +120,11 @@ class Exchange:
         return b"".join(out)
 
     def whole(self, status: int, headers: Headers, body: bytes) -> None:
-        """An answer in one piece: head and body in one write, ``content-length`` set here."""
-        if self.started:
+        """An answer in one piece: head and body in one write, ``content-length`` set here. (Also after
+        ``start`` while nothing of that answer went out yet: its head is dropped.)"""
+        if self.committed or self.response_complete:
             return
-        self.started = True
+        self.started, self._pending, self._chunked = True, b"", False
         head = self._head(status, headers, b"content-length: %d\r\n" % len(body))
         if self.method == "HEAD":  # (every /v1 route answers HEAD 405) the head alone
             body = b""
@@ -163,6 +164,11 @@ class Exchange:
             self.transport.write(self._pending + data if self._pending else data)
             self._pending = b""
         self._complete()
+
+    @property
+    def committed(self) -> bool:
+        """Some of the answer went out: from now on an error can only cut it short."""
+        return self.started and not self._pending
 
     def abort(self) -> None:
         """An answer that cannot be finished (the engine broke off): the client sees the connection close."""

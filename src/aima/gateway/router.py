@@ -122,13 +122,13 @@ class Gateway:
         except GatewayError as e:
             if self.metrics is not None:
                 self.metrics.error("", e.code)
-            if not ex.started:
+            if not ex.committed:
                 ex.whole(e.status, [JSON_CT, *e.headers], e.body())
             elif not ex.response_complete:
                 ex.abort()
         except Exception:  # noqa: BLE001 - one request's bug must not take the connection's others down
             log.exception("gateway: %s %s failed", ex.method, ex.path)
-            if not ex.started:
+            if not ex.committed:
                 err = GatewayError(500, "aima's gateway failed on this request; see the daemon's log",
                                    "server_error", "internal_error")
                 ex.whole(500, [JSON_CT], err.body())
