@@ -17,7 +17,6 @@ order: a request that arrives while the previous one is being answered waits in 
 from __future__ import annotations
 
 import asyncio
-import logging
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +25,6 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 if TYPE_CHECKING:
     from aima.gateway.router import Gateway
-
-log = logging.getLogger("aima.gateway")
 
 Headers = list[tuple[bytes, bytes]]
 
