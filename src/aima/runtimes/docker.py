@@ -467,6 +467,13 @@ class DockerRuntime:
     def _reap(self, cid: str, name: str, status: str) -> Observation:
         """A container that is no longer running: read its exit, let the log catch up, remove it."""
         info = self._inspect(cid) or {}
+        # Podman's list can run a moment ahead of its inspect (listed stopped, inspected still running with
+        # exit code 0): read again, briefly, until the two agree. Docker's already do.
+        deadline = time.monotonic() + 1.0
+        while info and status in ("exited", "stopped", "dead") and time.monotonic() < deadline \
+                and state_alive((info.get("State") or {}).get("Status", "")):
+            time.sleep(0.02)
+            info = self._inspect(cid) or {}
         st = info.get("State") or {}
         code = exit_code(st.get("ExitCode")) if info else None
         if status == "restarting":
