@@ -512,7 +512,7 @@ _DOCS = {
 
 
 def _doc_endpoint(summary: str) -> Callable[[], Awaitable[None]]:
-    async def endpoint() -> None:  # never reached: Door serves /v1 before FastAPI routes
+    async def endpoint() -> None:  # never reached: the front protocol answers /v1 (Door: 501 elsewhere)
         raise RuntimeError("served by the gateway")
     endpoint.__doc__ = summary
     return endpoint

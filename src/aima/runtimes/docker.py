@@ -438,7 +438,7 @@ class DockerRuntime:
                     self._connect()
                     self._follow(cid, p, since)
             return Observation(alive=True)
-        return self._reap(cid, name, status)
+        return self._reap(cid, name, status, handle.data.get("log_path"))
 
     def _init_gone(self, handle: Handle) -> bool:
         ctime = handle.data.get("pid_ctime")
@@ -464,7 +464,7 @@ class DockerRuntime:
             time.sleep(0.02)
         return status, pid
 
-    def _reap(self, cid: str, name: str, status: str) -> Observation:
+    def _reap(self, cid: str, name: str, status: str, log_path: str | None = None) -> Observation:
         """A container that is no longer running: read its exit, let the log catch up, remove it."""
         info = self._inspect(cid) or {}
         # Podman's list can run a moment ahead of its inspect (listed stopped, inspected still running with
@@ -493,9 +493,32 @@ class DockerRuntime:
             if policy != "no":
                 detail += (f"; Docker would restart container {name} (restart policy {policy!r} set outside "
                            f"aima; aima applies the service's own)")
+        followed = cid in self._followers
         self._drain(cid)
+        if not followed:
+            self._catch_up(cid, log_path)
         self._remove(cid)
         return self._record(cid, Observation(alive=False, exit_code=code, detail=detail))
+
+    def _catch_up(self, cid: str, log_path: str | None) -> None:
+        """Copy what the container wrote while nothing followed its log (it ended while the aima daemon
+        was down, or before a follower started again) into the log file: the lines after the file's
+        last write, so the exit's reason has its last words."""
+        if not log_path:
+            return
+        p = Path(log_path)
+        kwargs: dict[str, Any] = {"stdout": True, "stderr": True}
+        if p.exists():
+            kwargs["since"] = p.stat().st_mtime
+        try:
+            _fast, slow = self._connect()
+            data = slow.logs(cid, **kwargs)
+        except Exception as e:  # noqa: BLE001 - no log to add is not an error of the exit
+            log.debug("catching up the log of %s failed: %s", cid[:12], e)
+            return
+        if data:
+            with open(p, "ab") as f:
+                f.write(data)
 
     def _record(self, cid: str, obs: Observation) -> Observation:
         self._drain(cid, 0.2)
