@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import AIMA, PY, Daemon, echo_cmd, free_port
+from tests.conftest import AIMA, PY, Daemon, echo_cmd, free_port, wait_until
 from tests.e2e.echo_catalog import write_echo_catalog
 
 MANIFEST = json.loads((Path(__file__).parents[2] / "src/aima/surfaces/cli/manifest.json").read_text())
@@ -105,12 +105,13 @@ def test_every_generated_command_prints_json(daemon: Daemon, tmp_path: Path) -> 
         if cmd["op"] == "model.pull":
             argv += ["--name", "cli-tiny-pulled"]
         key = ["--api-key", outputs["key.create"]["key"]] if cmd["op"] == "key.revoke" else []
-        r = daemon.cli("-o", "json", *key, *argv)
-        assert r.returncode == 0, f"aima -o json {' '.join(argv)}: rc={r.returncode} {r.stderr}"
+        # the global options after the command, as scripts write them (`aima service list -o json`)
+        r = daemon.cli(*argv, "-o", "json", *key)
+        assert r.returncode == 0, f"aima {' '.join(argv)} -o json: rc={r.returncode} {r.stderr}"
         try:
             outputs[cmd["op"]] = json.loads(r.stdout)
         except ValueError:
-            pytest.fail(f"aima -o json {' '.join(argv)} printed no JSON:\n{r.stdout}")
+            pytest.fail(f"aima {' '.join(argv)} -o json printed no JSON:\n{r.stdout}")
     assert outputs["service.create"]["name"] == "cli-json"
     assert outputs["service.start"]["outcome"] == "ready"
     assert outputs["service.delete"]["name"] == "cli-json"
@@ -185,6 +186,53 @@ def test_committed_manifest_is_current() -> None:
     from aima.surfaces.cli.manifest import PATH, render
 
     assert PATH.read_text() == render(), "manifest.json is stale: run `make manifest`"
+
+
+def test_global_options_work_before_and_after_the_command_with_the_same_help(daemon: Daemon) -> None:
+    for argv in (["-o", "json", "service", "list"], ["service", "list", "-o", "json"],
+                 ["service", "list", "--output", "json"], ["hardware", "-o", "json"],
+                 ["catalog", "list", "-o", "json"]):
+        r = daemon.cli(*argv)
+        assert r.returncode == 0, (argv, r.stderr)
+        json.loads(r.stdout)
+    # --url after the command wins over AIMA_URL (here: a port where nothing listens)
+    dead = f"http://127.0.0.1:{free_port()}"
+    r = daemon.cli("service", "list", "--url", dead)
+    one_line_error(r, "no aima daemon at", dead)
+    r = daemon.cli("--url", dead, "service", "list", "--url", daemon.url, "-o", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["services"] == [], r.stderr
+    r = daemon.cli("service", "list", "-o", "yaml")
+    one_line_error(r, "-o must be table or json")
+    top = daemon.cli("--help").stdout
+    for argv in (["service", "list"], ["service", "status"], ["key", "create"], ["hardware"], ["start"]):
+        text = daemon.cli(*argv, "--help").stdout
+        for flag in ("--url", "--api-key", "--output"):
+            assert flag in text and flag in top, (argv, flag)
+    # `speak -o FILE` keeps its file; `-o json` is still the output format there
+    assert "--out" in daemon.cli("speak", "--help").stdout
+
+
+def test_a_killed_daemon_left_as_a_zombie_does_not_block_the_next_start(daemon: Daemon) -> None:
+    """Under a PID 1 that reaps slowly a killed daemon stays a zombie for a while: its pid file is stale."""
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    os.kill(pid, signal.SIGKILL)  # not reaped: this test process is its parent and does not wait yet
+    wait_until(lambda: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10)
+    r = daemon.cli("start", "--detach", "--port", str(daemon.port))
+    try:
+        assert r.returncode == 0, r.stderr
+        assert "stale" in r.stderr and str(pid) in r.stderr and "zombie" in r.stderr, r.stderr
+        info = json.loads((daemon.home / "daemon.pid").read_text())
+        assert info["pid"] != pid and daemon.http.get("/health").status_code == 200
+        # a second start now finds it running and answering
+        one_line_error(daemon.cli("start", "--detach", "--port", str(free_port())), "already running",
+                       str(info["pid"]))
+        r = daemon.cli("stop")
+        assert r.returncode == 0 and "stopped" in r.stdout, r.stderr
+    finally:
+        daemon.proc.wait(10)
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            os.kill(int(json.loads((daemon.home / "daemon.pid").read_text())["pid"]), signal.SIGKILL)
 
 
 def test_start_detach_when_running_then_stop(daemon: Daemon) -> None:

@@ -24,15 +24,77 @@ GRACEFUL_S = 30
 
 
 def read_pid_file(path: Path) -> dict[str, Any] | None:
-    """The live daemon recorded in ``path`` (identity checked by start time), or None."""
+    """The daemon recorded in ``path`` while its process lives (identity checked by start time; a zombie,
+    a killed daemon its parent has not reaped yet, is not alive), or None."""
+    return _recorded(path)[0]
+
+
+def _recorded(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(info, None) for a live recorded process; (None, why) for a stale pid file; (None, None) for none."""
     try:
         info = json.loads(path.read_text())
-        p = psutil.Process(int(info["pid"]))
-        if abs(p.create_time() - float(info["start_time"])) > 0.05:
-            return None
-        return info
-    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
-        return None
+        pid = int(info["pid"])
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, f"the pid file {path} cannot be read"
+    try:
+        p = psutil.Process(pid)
+        if abs(p.create_time() - float(info.get("start_time") or 0)) > 0.05:
+            return None, f"pid {pid} in {path} is now another process"
+        if p.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return None, f"the daemon recorded in {path} (pid {pid}) has exited (a zombie not yet reaped)"
+        return info, None
+    except psutil.NoSuchProcess:
+        return None, f"the daemon recorded in {path} (pid {pid}) is gone"
+    except (psutil.Error, ValueError, TypeError):
+        return None, f"the pid file {path} names no live daemon"
+
+
+def running_daemon(path: Path, wait_s: float = 5.0) -> tuple[dict[str, Any] | None, str | None]:
+    """Is a daemon running for this home? Only if its recorded process is alive, not a zombie, and answers
+    ``/health`` on its recorded URL (one that is starting gets ``wait_s`` to answer). Returns (info, None)
+    when it runs, (None, why) when the pid file is stale, (None, None) when there is none."""
+    import time
+
+    info, why = _recorded(path)
+    if info is None:
+        return None, why
+    deadline = time.monotonic() + wait_s
+    while True:
+        if answers_health(str(info.get("url") or "")):
+            return info, None
+        if time.monotonic() >= deadline:
+            return None, (f"the daemon recorded in {path} (pid {info['pid']}) is alive but does not answer at "
+                          f"{info.get('url')}")
+        time.sleep(0.1)
+        info, why = _recorded(path)
+        if info is None:
+            return None, why
+
+
+def answers_health(url: str) -> bool:
+    import urllib.request
+
+    if not url:
+        return False
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=1) as r:
+            return r.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def claim_pid_file(path: Path) -> str | None:
+    """Before a daemon starts: refuse when one runs for this home (``Conflict``); a stale pid file is
+    removed, and what made it stale is returned (to be said), else None."""
+    live, stale = running_daemon(path)
+    if live:
+        raise Conflict(f"an aima daemon is already running (pid {live['pid']}) at {live['url']}; "
+                       f"stop it with `aima stop` first")
+    if stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def is_loopback(host: str) -> bool:
@@ -64,10 +126,9 @@ def serve(settings: Settings, host: str, port: int, insecure: bool = False) -> i
     from aima.server.app import build_context, create_app
 
     settings.ensure_dirs()
-    live = read_pid_file(settings.pid_file)
-    if live:
-        raise Conflict(f"an aima daemon is already running (pid {live['pid']}) at {live['url']}; "
-                       f"stop it with `aima stop` first")
+    stale = claim_pid_file(settings.pid_file)
+    if stale:
+        print(f"aima: {stale}: its pid file was stale and is removed", file=sys.stderr, flush=True)
     if not port_is_free(port, host):
         from aima.runtimes.native import port_holder
 

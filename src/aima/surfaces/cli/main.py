@@ -31,15 +31,50 @@ app = typer.Typer(help="aima: run AI models as services on the machines you have
 _groups: dict[str, typer.Typer] = {}
 
 
+URL_HELP = "daemon URL (env AIMA_URL)"
+KEY_HELP = "API key (env AIMA_API_KEY)"
+OUTPUT_HELP = "output format: table or json"
+
+
 @app.callback()
 def _global(
-    url: str = typer.Option(Opts.url, "--url", envvar="AIMA_URL", help="daemon URL"),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="AIMA_API_KEY", help="API key"),
-    output: str = typer.Option("table", "--output", "-o", help="table or json"),
+    url: str = typer.Option(Opts.url, "--url", envvar="AIMA_URL", help=URL_HELP),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="AIMA_API_KEY", help=KEY_HELP),
+    output: str = typer.Option("table", "--output", "-o", help=OUTPUT_HELP),
 ) -> None:
-    if output not in ("table", "json"):
-        fail(f"-o must be table or json, not {output!r}", 2)
-    Opts.url, Opts.api_key, Opts.output = url, api_key, output
+    _set_globals(url, api_key, output)
+
+
+def _set_globals(url: str | None, api_key: str | None, output: str | None) -> None:
+    """The global options, wherever they were given: before the command (the group's) or after it (each
+    command's own copy, which wins)."""
+    if output is not None:
+        if output not in ("table", "json"):
+            fail(f"-o must be table or json, not {output!r}", 2)
+        Opts.output = output
+    if url is not None:
+        Opts.url = url
+    if api_key is not None:
+        Opts.api_key = api_key
+
+
+# The same three options on every command, so `aima service list -o json` works as `aima -o json service
+# list` does (kubectl, docker and gh accept their output flag after the command too). Their values are
+# applied by ``guarded`` before the command runs; None means "not given here".
+_GLOBAL_NAMES = ("global_url_", "global_api_key_", "global_output_")
+
+
+def _global_params(short_o: bool = True) -> list[inspect.Parameter]:
+    kw = inspect.Parameter.KEYWORD_ONLY
+    out_decls = ["--output", "-o"] if short_o else ["--output"]
+    return [
+        inspect.Parameter("global_url_", kw, annotation=str | None,
+                          default=typer.Option(None, "--url", help=URL_HELP, show_default=False)),
+        inspect.Parameter("global_api_key_", kw, annotation=str | None,
+                          default=typer.Option(None, "--api-key", help=KEY_HELP, show_default=False)),
+        inspect.Parameter("global_output_", kw, annotation=str | None,
+                          default=typer.Option(None, *out_decls, help=OUTPUT_HELP, show_default=False)),
+    ]
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -47,12 +82,18 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a command; any error becomes one readable line and its exit code, never a traceback."""
+def guarded(fn: Callable[..., Any] | None = None, *, short_o: bool = True) -> Any:
+    """Run a command; any error becomes one readable line and its exit code, never a traceback. The command
+    also takes the global options (``--url``, ``--api-key``, ``-o``) after its name; ``short_o=False`` for a
+    command whose own ``-o`` means something else (``speak -o FILE``)."""
+    if fn is None:
+        return lambda f: guarded(f, short_o=short_o)
+
     def run(*args: Any, **kwargs: Any) -> Any:
         from aima.errors import AimaError
 
         try:
+            _set_globals(*(kwargs.pop(n, None) for n in _GLOBAL_NAMES))
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
@@ -64,7 +105,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get("AIMA_DEBUG"):
                 raise
             fail(f"unexpected error: {type(e).__name__}: {e} (set AIMA_DEBUG=1 for details)", 1)
-    run.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+    sig = inspect.signature(fn, eval_str=True)
+    params = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    run.__signature__ = sig.replace(parameters=[*params, *_global_params(short_o)])  # type: ignore[attr-defined]
     run.__name__ = fn.__name__
     run.__doc__ = fn.__doc__
     return run
@@ -305,13 +348,13 @@ def start_cmd(
 def start_detached(settings: Any, host: str, port: int, timeout: float, insecure: bool = False) -> dict[str, Any]:
     import subprocess
 
-    from aima.errors import Conflict, Unavailable
-    from aima.server.daemon import read_pid_file
+    from aima.errors import Unavailable
+    from aima.server.daemon import answers_health, claim_pid_file, read_pid_file
 
     settings.ensure_dirs()
-    live = read_pid_file(settings.pid_file)
-    if live:
-        raise Conflict(f"an aima daemon is already running (pid {live['pid']}) at {live['url']}")
+    stale = claim_pid_file(settings.pid_file)
+    if stale:
+        print(f"aima: {stale}: its pid file was stale and is removed", file=sys.stderr)
     log_path = settings.logs_dir / "daemon.log"
     with open(log_path, "ab") as log:
         offset = log.tell()
@@ -331,20 +374,10 @@ def start_detached(settings: Any, host: str, port: int, timeout: float, insecure
             why = lines[-1] if lines else f"exit code {code}"
             raise Unavailable(f"the daemon did not start: {why.removeprefix('aima: ')} (log: {log_path})")
         info = read_pid_file(settings.pid_file)
-        if info and info["pid"] == proc.pid and _healthy(info["url"]):
+        if info and info["pid"] == proc.pid and answers_health(info["url"]):
             return info
         time.sleep(0.05)
     raise Unavailable(f"the daemon did not answer /health within {timeout:g}s; see {log_path}")
-
-
-def _healthy(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 @app.command("stop")
@@ -475,16 +508,20 @@ def run_cmd(
 
 
 @app.command("speak")
-@guarded
+@guarded(short_o=False)
 def speak_cmd(
     model: str = typer.Argument(..., help="voice model name or alias, or a service name"),
     text: str = typer.Argument(..., help="what to say"),
-    out: str = typer.Option("speech.wav", "--out", "-o", help="the audio file to write (- for stdout)"),
+    out: str = typer.Option("speech.wav", "--out", "-o",
+                            help="the audio file to write (- for stdout); `-o json` or `-o table` chooses the "
+                                 "output format, as for every command (the audio then goes to speech.wav)"),
     fmt: str | None = typer.Option(None, "--format", help="wav or pcm (default: from the file name, else wav)"),
     voice: str | None = typer.Option(None, "--voice", help="speaker of a multi-speaker voice"),
     speed: float | None = typer.Option(None, "--speed", help="speaking speed (1 is normal)"),
 ) -> None:
     """Say TEXT with a ready text-to-speech service and write the audio to a file."""
+    if out in ("json", "table"):
+        Opts.output, out = out, "speech.wav"
     fmt = fmt or ("pcm" if out.lower().endswith((".pcm", ".raw")) else "wav")
     data: dict[str, Any] = {"model": model, "text": text, "format": fmt}
     for k, v in (("voice", voice), ("speed", speed)):
