@@ -36,6 +36,9 @@ class ServiceRow(Base):
     # What a container runtime needs besides the command (images, mounts, limits, GPUs, network) and
     # why the runtime was chosen; fixed at create (see aima.runtimes.container.ContainerOptions).
     runtime_options: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The engine's launch facts (health path and timeout, identity check, fatal log patterns, environment),
+    # read from the catalog once at create (aima.domain.engine.EngineSpec); None for a service made before.
+    engine_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     command: Mapped[str | None] = mapped_column(Text, nullable=True)
     health_path: Mapped[str | None] = mapped_column(String(200), nullable=True)
     health_timeout_s: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -74,6 +77,7 @@ class InstanceRow(Base):
     cmdline: Mapped[list[str]] = mapped_column(JSON, default=list)
     handle: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     host: Mapped[str] = mapped_column(String(64), default="127.0.0.1")
+    node: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None: the daemon's own machine
     port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     log_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
