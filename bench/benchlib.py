@@ -1,11 +1,15 @@
-"""What ``bench/stack.py`` and ``bench/gateway.py`` share: the header, waiting for a quiet machine, result rows
-and tables, and stopping the processes a benchmark started. (``control_plane.py`` predates it and has its own.)
+"""What the benchmarks share: the header, waiting for a quiet machine, result rows and tables (``control_plane.py``
+keeps its own), stopping the processes a benchmark started, and ``BenchDaemon``: the tests' ``Daemon``
+(tests/support/daemon.py) set up for a benchmark.
 
+Importing this module puts the repository root on ``sys.path`` (``python bench/X.py`` puts only bench/ there),
+so that the shared test helpers in tests/support/ import; the benchmarks use nothing else from tests/.
 Nothing here asserts a timing: a benchmark prints, and always exits 0 when it could measure.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -18,9 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
-PY = sys.executable
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(1, str(REPO))
+
+# Re-exported for the scripts (they import tests.support only through this module, which makes it importable).
+from tests.support.daemon import AIMA, PY, Daemon, echo_cmd, free_port  # noqa: E402, F401
+
+if not Path(AIMA).exists():
+    sys.exit(f"bench: no `aima` command next to this interpreter ({AIMA}); run with the project's .venv/bin/python")
+
+PORT_RANGE = "20000-29999"  # engines' ports: well away from the daemons' free ports
 
 
 def say(msg: str) -> None:
@@ -212,3 +227,79 @@ def install_signal_unwind() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise)
+
+
+# ----------------------------------------------------------------------------- a daemon of our own
+class BenchDaemon(Daemon):
+    """The tests' ``Daemon`` with a fresh home ``root/label`` (created here), none of this environment's
+    ``AIMA_*`` variables (the user's own daemon and home are never touched), engines on ``port_range``, and
+    ``env`` on top. ``kit`` (tests.support.docker.DockerKit): its containers of this home are removed at cleanup.
+    ``cleanup`` stops the daemon first (SIGTERM, SIGKILL after 15 s, saying how long it took) so it cannot
+    restart anything, then every engine of its home, and waits for them."""
+
+    def __init__(self, root: Path, label: str, env: dict[str, str] | None = None, *, port_range: str = PORT_RANGE,
+                 kit: Any = None):
+        home = root / label
+        home.mkdir(parents=True)
+        super().__init__(home, {"AIMA_PORT_RANGE": port_range, **(env or {})}, kit=kit, base_env=no_aima_env())
+        self.engine_pids: set[int] = set()
+
+    def start(self, timeout: float = 60) -> None:
+        super().start(timeout)
+
+    def rss(self, settle_s: float = 1.0) -> int:
+        """The daemon's resident set size after letting it settle for ``settle_s`` seconds."""
+        assert self.proc is not None
+        time.sleep(settle_s)
+        return psutil.Process(self.proc.pid).memory_info().rss
+
+    def create_many(self, models: list[str], command: str, concurrency: int = 16) -> float:
+        """Create services concurrently (bounded); returns the wall time it took."""
+        async def go() -> None:
+            sem = asyncio.Semaphore(concurrency)
+            async with httpx.AsyncClient(base_url=self.url, timeout=120, trust_env=False) as c:
+                async def one(model: str) -> None:
+                    async with sem:
+                        r = await c.post("/api/v1/ops/service.create", json={"model": model, "command": command})
+                        if r.status_code >= 400:
+                            raise RuntimeError(f"service.create {model} -> HTTP {r.status_code}: {r.text}")
+                await asyncio.gather(*(one(m) for m in models))
+        t0 = time.perf_counter()
+        asyncio.run(go())
+        return time.perf_counter() - t0
+
+    def note_engines(self, service_view: dict[str, Any]) -> None:
+        """Remember the engine pids of a service view: cleanup kills them even if their environment is unreadable."""
+        for inst in service_view.get("instances", []):
+            if inst.get("pid"):
+                self.engine_pids.add(int(inst["pid"]))
+
+    def engine_processes(self) -> list[psutil.Process]:
+        found = {p.pid: p for p in super().engine_processes()}
+        for pid in self.engine_pids - found.keys():
+            with contextlib.suppress(psutil.Error):
+                p = psutil.Process(pid)
+                if p.environ().get("AIMA_HOME") == str(self.home):
+                    found[pid] = p
+        return list(found.values())
+
+    def stop_all(self) -> None:
+        """``service.stop`` every service that is not stopped (the daemon stops its engines itself)."""
+        for s in self.op("service.list")["services"]:
+            if s["state"] not in ("stopped", "created"):
+                self.op("service.stop", service=s["id"])
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            t0 = time.perf_counter()
+            try:
+                self.terminate(15)
+                say(f"daemon stopped {time.perf_counter() - t0:.2f} s after SIGTERM")
+            except subprocess.TimeoutExpired:
+                say("daemon still up 15 s after SIGTERM; killed")
+        procs = self.engine_processes()
+        super().cleanup()  # SIGKILLs a daemon still up, removes the kit's containers, kills each engine's group
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(procs, timeout=10)

@@ -15,14 +15,12 @@ Figures (target from the issue):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import datetime as dt
 import http.client
 import json
 import os
 import platform
-import shlex
 import shutil
 import signal
 import socket
@@ -41,36 +39,10 @@ from typing import Any
 import httpx
 import psutil
 
-PY = sys.executable
-PORT_RANGE = "20000-29999"
-
-
-def find_aima() -> str:
-    """The ``aima`` console script next to this interpreter (the venv's), else the one on PATH."""
-    here = Path(PY).with_name("aima")
-    if here.exists():
-        return str(here)
-    found = shutil.which("aima")
-    if not found:
-        sys.exit("bench: no `aima` command next to this interpreter or on PATH; run with .venv/bin/python")
-    return found
-
-
-AIMA = find_aima()
+from benchlib import AIMA, PY, BenchDaemon, echo_cmd, say
 
 
 # ----------------------------------------------------------------------------- small helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def echo_cmd(*flags: str) -> str:
-    extra = " ".join(shlex.quote(f) for f in flags)
-    return f"{shlex.quote(PY)} -m aima.engines.echo --port {{port}} --model {{model}} {extra}".strip()
-
-
 def timed_runs(fn: Callable[[], Any], n: int, warmup: int = 1) -> list[float]:
     """Wall times of ``n`` calls of ``fn`` (after ``warmup`` discarded calls)."""
     for _ in range(warmup):
@@ -92,120 +64,6 @@ def run_ok(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[
 
 def mb(n_bytes: float) -> float:
     return n_bytes / (1024 * 1024)
-
-
-def say(msg: str) -> None:
-    print(f"  .. {msg}", flush=True)
-
-
-# ----------------------------------------------------------------------------- a daemon of our own
-class Daemon:
-    """A real daemon process with its own temporary AIMA_HOME; ``cleanup`` removes all it started."""
-
-    def __init__(self, root: Path, label: str):
-        self.home = root / label
-        self.home.mkdir(parents=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AIMA_")}
-        self.env.update({"AIMA_HOME": str(self.home), "AIMA_URL": self.url, "AIMA_PORT_RANGE": PORT_RANGE,
-                         "PYTHONUNBUFFERED": "1"})
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(base_url=self.url, timeout=120, trust_env=False)
-        self.engine_pids: set[int] = set()
-
-    def start(self, timeout: float = 60) -> None:
-        with open(self.home / "daemon-bench.log", "ab") as log:
-            self.proc = subprocess.Popen([PY, "-m", "aima.server.daemon", "--port", str(self.port)],
-                                         env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log_tail()}")
-            try:
-                if self.http.get("/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"daemon did not come up within {timeout:g}s: {self.log_tail()}")
-
-    def log_tail(self, n: int = 20) -> str:
-        p = self.home / "daemon-bench.log"
-        return "\n".join(p.read_text(errors="replace").splitlines()[-n:]) if p.exists() else ""
-
-    def op(self, name: str, **data: Any) -> Any:
-        r = self.http.post(f"/api/v1/ops/{name}", json=data)
-        body = r.json()
-        if r.status_code >= 400:
-            raise RuntimeError(f"{name} -> HTTP {r.status_code}: {body}")
-        return body
-
-    def rss(self, settle_s: float = 1.0) -> int:
-        """The daemon's resident set size after letting it settle for ``settle_s`` seconds."""
-        assert self.proc is not None
-        time.sleep(settle_s)
-        return psutil.Process(self.proc.pid).memory_info().rss
-
-    def create_many(self, models: list[str], command: str, concurrency: int = 16) -> float:
-        """Create services concurrently (bounded); returns the wall time it took."""
-        async def go() -> None:
-            sem = asyncio.Semaphore(concurrency)
-            async with httpx.AsyncClient(base_url=self.url, timeout=120, trust_env=False) as c:
-                async def one(model: str) -> None:
-                    async with sem:
-                        r = await c.post("/api/v1/ops/service.create", json={"model": model, "command": command})
-                        if r.status_code >= 400:
-                            raise RuntimeError(f"service.create {model} -> HTTP {r.status_code}: {r.text}")
-                await asyncio.gather(*(one(m) for m in models))
-        t0 = time.perf_counter()
-        asyncio.run(go())
-        return time.perf_counter() - t0
-
-    def note_engines(self, service_view: dict[str, Any]) -> None:
-        for inst in service_view.get("instances", []):
-            if inst.get("pid"):
-                self.engine_pids.add(int(inst["pid"]))
-
-    def engine_processes(self) -> list[psutil.Process]:
-        """Every live process carrying this home's marks, plus any engine pid we were told about."""
-        found: dict[int, psutil.Process] = {}
-        for p in psutil.process_iter():
-            try:
-                env = p.environ()
-                if env.get("AIMA_HOME") == str(self.home) and env.get("AIMA_INSTANCE_ID"):
-                    found[p.pid] = p
-            except (psutil.Error, OSError):
-                continue
-        for pid in self.engine_pids:
-            with contextlib.suppress(psutil.Error):
-                p = psutil.Process(pid)
-                if p.environ().get("AIMA_HOME") == str(self.home):
-                    found[pid] = p
-        return list(found.values())
-
-    def cleanup(self) -> None:
-        # Stop the daemon first (so it cannot restart anything), then every engine of this home.
-        if self.proc is not None and self.proc.poll() is None:
-            t0 = time.perf_counter()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-                say(f"daemon stopped {time.perf_counter() - t0:.2f} s after SIGTERM")
-            except subprocess.TimeoutExpired:
-                say("daemon still up 15 s after SIGTERM; killed")
-                self.proc.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.proc.wait(10)
-        procs = self.engine_processes()
-        for p in procs:
-            with contextlib.suppress(OSError):
-                os.killpg(p.pid, signal.SIGKILL)  # engines lead their own process group
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        psutil.wait_procs(procs, timeout=10)
-        self.http.close()
 
 
 # ----------------------------------------------------------------------------- SSE listener
@@ -325,7 +183,7 @@ def fig_cli_startup(runs: int) -> list[Row]:
 
 def fig_list_and_memory(root: Path, n_services: int, runs: int) -> list[Row]:
     print(f"\n[2+4a] daemon A: {n_services} created (never started) services")
-    d = Daemon(root, "home-a")
+    d = BenchDaemon(root, "home-a")
     try:
         d.start()
         rss0 = d.rss()
@@ -419,7 +277,7 @@ def poll_health_flip(port: int, timeout: float, interval: float = 0.005) -> tupl
 def fig_ready_and_memory(root: Path, n_ready: int, ready_after: float, n_running: int) -> list[Row]:
     print(f"\n[3+4b] daemon B: {n_ready} services with `--ready-after {ready_after:g}`, "
           f"then {n_running} running echo engines in all")
-    d = Daemon(root, "home-b")
+    d = BenchDaemon(root, "home-b")
     events: EventListener | None = None
     try:
         d.start()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,59 +32,10 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests.docker_support builds the image
-from benchlib import PY, Quiet, Row, header, no_aima_env, say, table  # noqa: E402
-from control_plane import AIMA, echo_cmd, free_port  # noqa: E402
+from benchlib import AIMA, PY, BenchDaemon, Quiet, Row, echo_cmd, free_port, header, say, table  # noqa: E402
 
 
-class Daemon:
-    def __init__(self, root: Path, label: str, port_range: str):
-        self.home = root / label
-        self.home.mkdir(parents=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**no_aima_env(), "AIMA_HOME": str(self.home), "AIMA_URL": self.url,
-                    "AIMA_PORT_RANGE": port_range, "AIMA_STOP_GRACE_S": "3", "PYTHONUNBUFFERED": "1"}
-        self.http = httpx.Client(base_url=self.url, timeout=300, trust_env=False)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.home / "daemon.log", "ab") as log:
-            self.proc = subprocess.Popen([PY, "-m", "aima.server.daemon", "--port", str(self.port)], env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if self.http.get("/health", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"daemon in {self.home} did not come up")
-
-    def op(self, op_name: str, /, **data: Any) -> Any:
-        r = self.http.post(f"/api/v1/ops/{op_name}", json=data)
-        if r.status_code >= 400:
-            raise RuntimeError(f"{op_name} -> HTTP {r.status_code}: {r.text[:300]}")
-        return r.json()
-
-    def stop_all(self) -> None:
-        for s in self.op("service.list")["services"]:
-            if s["state"] not in ("stopped", "created"):
-                self.op("service.stop", service=s["id"])
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop_all()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.http.close()
-
-
-def start_ready(d: Daemon, name: str) -> float:
+def start_ready(d: BenchDaemon, name: str) -> float:
     t0 = time.perf_counter()
     out = d.op("service.start", service=name, timeout_s=60)
     took = time.perf_counter() - t0
@@ -94,7 +44,7 @@ def start_ready(d: Daemon, name: str) -> float:
     return took
 
 
-def cycle(d: Daemon, name: str, runs: int) -> list[float]:
+def cycle(d: BenchDaemon, name: str, runs: int) -> list[float]:
     """start -> ready, then stop, ``runs`` times (after one warm-up)."""
     out = []
     for i in range(runs + 1):
@@ -134,7 +84,7 @@ def median_max(xs: list[float]) -> str:
     return f"median {statistics.median(xs) * 1000:.0f} ms, max {max(xs) * 1000:.0f} ms, n={len(xs)}"
 
 
-def list_cost(d: Daemon, runs: int) -> tuple[list[float], list[float]]:
+def list_cost(d: BenchDaemon, runs: int) -> tuple[list[float], list[float]]:
     http_times, cli_times = [], []
     d.http.get("/api/v1/services")
     for _ in range(runs * 2):
@@ -159,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     header("Docker runtime benchmark")
-    from tests.docker_support import _connect, get_kit  # noqa: F401 - builds the image once
+    from tests.support.docker import connect, get_kit  # benchlib made tests.support importable
 
-    client, why = _connect()
+    client, why = connect()
     if client is None:
         print(f"  !! no Docker daemon: {why}; scripts/dockerd-up.sh starts one. Nothing measured.")
         return 0
@@ -170,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet = Quiet()
     quiet.report("at start")
     root = Path(tempfile.mkdtemp(prefix="aima-bench-docker-"))
-    native = Daemon(root, "native", "21000-21999")
-    docker = Daemon(root, "docker", "22000-22999")
+    grace = {"AIMA_STOP_GRACE_S": "3"}
+    native = BenchDaemon(root, "native", grace, port_range="21000-21999")
+    docker = BenchDaemon(root, "docker", grace, port_range="22000-22999", kit=kit)
     rows: list[Row] = []
     try:
         native.start()
@@ -222,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         say("cleaning up")
         for d in (native, docker):
-            d.close()
+            with contextlib.suppress(Exception):
+                d.stop_all()
+            d.cleanup()  # the docker daemon's also removes its home's containers (its kit)
         with contextlib.suppress(Exception):
-            kit.remove_home(docker.home)
             for c in kit.client.containers.list(all=True, filters={"label": "aima-bench=1"}):
                 c.remove(force=True)
         shutil.rmtree(root, ignore_errors=True)

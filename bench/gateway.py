@@ -39,8 +39,21 @@ from typing import Any
 import httpx
 import psutil
 
-from benchlib import PY, Quiet, fmt, grid, header, install_signal_unwind, no_aima_env, say, start_process, stop_group
-from control_plane import AIMA, Daemon, free_port
+from benchlib import (
+    AIMA,
+    PY,
+    BenchDaemon,
+    Quiet,
+    fmt,
+    free_port,
+    grid,
+    header,
+    install_signal_unwind,
+    no_aima_env,
+    say,
+    start_process,
+    stop_group,
+)
 
 HERE = Path(__file__).resolve().parent
 STUB = HERE / "stub_upstream.py"
@@ -265,7 +278,7 @@ def settle(limit: float = 30, below: float = 25) -> float:
     return time.monotonic() - t0
 
 
-def wait_ready(d: Daemon, service: str, limit: float = 60) -> float | None:
+def wait_ready(d: BenchDaemon, service: str, limit: float = 60) -> float | None:
     """None when aima holds the service ready; else the seconds it took to say ready again (bounded)."""
     t0 = time.monotonic()
     if d.op("service.get", service=service).get("ready"):
@@ -287,7 +300,7 @@ def cpu_seconds(pid: int | None) -> float | None:
     return t.user + t.system
 
 
-def overhead_stats(d: Daemon) -> tuple[float, int]:
+def overhead_stats(d: BenchDaemon) -> tuple[float, int]:
     """The gateway's own ``aima_gateway_overhead_seconds`` (sum, count) over all routes."""
     text = d.http.get("/metrics").text
     s = sum(float(x) for x in re.findall(r"^aima_gateway_overhead_seconds_sum\{[^}]*\} (\S+)$", text, re.M))
@@ -320,7 +333,7 @@ def probe_s(up: Upstream) -> float:
     return statistics.median(xs)
 
 
-def custom_service(d: Daemon, model: str, command: str, health: str) -> dict[str, Any]:
+def custom_service(d: BenchDaemon, model: str, command: str, health: str) -> dict[str, Any]:
     """A service of ``model`` running ``command`` ({port} and {host} filled by aima), started and ready."""
     svc = d.op("service.create", model=model, command=command, health=health)
     out = d.op("service.start", service=svc["id"], wait=True, timeout_s=300)
@@ -417,7 +430,7 @@ def rotate(doors: list[str], i: int) -> Iterator[str]:
         yield doors[(i + k) % len(doors)]
 
 
-def run_upstream(up: Upstream, d: Daemon, wrk: str, root: Path, quiet: Quiet, conc: list[int],
+def run_upstream(up: Upstream, d: BenchDaemon, wrk: str, root: Path, quiet: Quiet, conc: list[int],
                  pyspy: str | None) -> list[Case]:
     cases: list[Case] = []
     doors = [x for x in DOORS if x in up.doors]
@@ -445,7 +458,7 @@ def run_upstream(up: Upstream, d: Daemon, wrk: str, root: Path, quiet: Quiet, co
     return cases
 
 
-def one_run(up: Upstream, d: Daemon, wrk: str, root: Path, case: Case, door: str, pyspy: str | None,
+def one_run(up: Upstream, d: BenchDaemon, wrk: str, root: Path, case: Case, door: str, pyspy: str | None,
             conc: list[int]) -> Result:
     duration = up.duration
     stream, conns = case.stream, case.conns
@@ -639,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  litellm: {version} ({litellm})")
     t0 = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="aima-bench-gateway-"))
-    d = Daemon(root, "home")
+    d = BenchDaemon(root, "home")
     proxy: LiteLLM | None = None
     extra_procs: list[subprocess.Popen[bytes]] = []
     results: dict[str, list[Case]] = {"stub": [], "real": []}

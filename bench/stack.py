@@ -38,10 +38,12 @@ from typing import Any
 import httpx
 
 from benchlib import (
+    AIMA,
     PY,
     Quiet,
     Row,
     fmt,
+    free_port,
     header,
     install_signal_unwind,
     kill_home,
@@ -51,7 +53,6 @@ from benchlib import (
     stop_group,
     table,
 )
-from control_plane import AIMA, free_port
 
 PORT_RANGE = "20000-29999"
 DEFAULT = ("smollm2-135m", "all-minilm-l6-v2", "whisper-tiny-en", "piper-en-us-joe")

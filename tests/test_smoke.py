@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import Daemon
+from tests.support.daemon import Daemon
 
 
 def test_create_start_stop_delete(daemon: Daemon) -> None:

@@ -6,7 +6,7 @@ by the test). Nothing of aima is mocked. Time bounds are generous except where a
 (an explicit port conflict fails in under 1 s; a crash is noticed within about 2 s).
 
 Tests marked ``@both_runtimes`` run twice with the same service definitions: as native processes and
-in Docker containers (``--runtime docker`` with the test image of tests/docker_support.py, the engine's
+in Docker containers (``--runtime docker`` with the test image of tests/support/docker.py, the engine's
 command line unchanged); the pids they check are then the containers' init processes on this machine.
 """
 
@@ -31,7 +31,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import PY, ApiError, Daemon, both_runtimes, echo_cmd, free_port
+from tests.conftest import both_runtimes
+from tests.support.daemon import PY, ApiError, Daemon, echo_cmd, free_port
 
 # Short grace and backoff keep the module fast; tests that need other values parametrize daemon_env.
 BASE_ENV = {"AIMA_STOP_GRACE_S": "2", "AIMA_RESTART_BACKOFF_S": "0.2", "AIMA_RESTART_MAX": "3"}

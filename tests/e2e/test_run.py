@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Daemon
-from tests.e2e.echo_catalog import write_echo_catalog
+from tests.support.daemon import Daemon
+from tests.support.echo_catalog import write_echo_catalog
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_run_resolves_creates_starts_and_is_idempotent(daemon: Daemon) -> None:
 
 
 def test_catalog_create_refuses_foreign_config_keys_and_missing_models(daemon: Daemon) -> None:
-    from tests.conftest import ApiError
+    from tests.support.daemon import ApiError
 
     with pytest.raises(ApiError) as e:
         daemon.op("service.create", model="echo-model", config={"gpu_memory_utilization": "0.9"})

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ApiError, Daemon
-from tests.engines.tiny import tiny_gguf
+from tests.support.daemon import ApiError, Daemon
+from tests.support.tiny import tiny_gguf
 
 DEFAULT = ("smollm2-135m", "all-minilm-l6-v2", "whisper-tiny-en", "piper-en-us-joe")
 ENGINES = {"smollm2-135m": "llama-cpp", "all-minilm-l6-v2": "llama-cpp", "whisper-tiny-en": "faster-whisper",

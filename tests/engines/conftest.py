@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from aima.errors import Conflict
-from tests.conftest import free_port
+from tests.support.daemon import free_port
 
 PY = sys.executable
 MODELS_HOME = Path(os.environ.get("AIMA_TEST_MODELS", "~/.cache/aima/test-models")).expanduser()

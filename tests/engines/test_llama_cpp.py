@@ -1,4 +1,4 @@
-"""The ``llama-cpp`` engine as the catalog renders it, on the tiny random GGUF (tests/engines/tiny.py)."""
+"""The ``llama-cpp`` engine as the catalog renders it, on the tiny random GGUF (tests/support/tiny.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import httpx
 
 from aima import catalog
 from aima.hardware import detect
-from tests.conftest import free_port
 from tests.engines.conftest import engine_env, serve
-from tests.engines.tiny import tiny_gguf
+from tests.support.daemon import free_port
+from tests.support.tiny import tiny_gguf
 
 
 def test_tiny_gguf_is_small_unique_and_quick_to_write(tmp_path: Path) -> None:

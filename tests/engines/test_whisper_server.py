@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from aima import catalog
-from tests.conftest import free_port
 from tests.engines.conftest import PY, run_to_exit, serve
+from tests.support.daemon import free_port
 
 
 def argv(model: Path, port: int, name: str = "whisper-tiny-en") -> list[str]:

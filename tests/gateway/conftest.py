@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import openai
 
-from tests.conftest import Daemon, echo_cmd
+from tests.support.daemon import Daemon, echo_cmd
 
 
 def client(d: Daemon, key: str | None = None, **kw: Any) -> openai.OpenAI:

@@ -16,8 +16,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import PY, Daemon, free_port
 from tests.gateway.conftest import client, engine_stats, serve
+from tests.support.daemon import PY, Daemon, free_port
 
 
 def test_keys_required_wrong_and_revoked(daemon: Daemon) -> None:

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Daemon
 from tests.gateway.conftest import serve
+from tests.support.daemon import Daemon
 
 
 @pytest.fixture(scope="module")

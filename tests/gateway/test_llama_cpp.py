@@ -1,5 +1,5 @@
 """The gateway in front of a real llama.cpp server (the catalog's ``llama-cpp`` engine) on the tiny random
-GGUF of tests/engines/tiny.py: chat (plain and streamed) and completions by catalog alias, embeddings by
+GGUF of tests/support/tiny.py: chat (plain and streamed) and completions by catalog alias, embeddings by
 service name, token counts in /metrics."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.conftest import Daemon
-from tests.engines.tiny import tiny_gguf
 from tests.gateway.conftest import async_client, client, metric
+from tests.support.daemon import Daemon
+from tests.support.tiny import tiny_gguf
 
 # `make test` installs the engines (`make engines`): a real llama.cpp engine is always there to route to.
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Daemon
 from tests.gateway.conftest import client, engine_stats, events, metric, serve, wait_event
+from tests.support.daemon import Daemon
 
 
 def chat(d: Daemon, model: str, text: str = "hi", timeout: float = 60) -> httpx.Response:

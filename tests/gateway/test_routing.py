@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from tests.conftest import Daemon
 from tests.gateway.conftest import async_client, client, engine_stats, metric, serve
+from tests.support.daemon import Daemon
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Fixtures for the model store tests (helpers and servers live in support.py)."""
+"""Fixtures for the model store tests (helpers and servers live in tests/support/modelstore.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from aima.modelstore.store import ModelStore
 from aima.store.db import Database
-from tests.modelstore.support import FileServer, HfMirror, MsMirror  # also sets the hub clients' environment
+from tests.support.modelstore import FileServer, HfMirror, MsMirror  # also sets the hub clients' environment
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from aima.modelstore.pull import ensure_space
 from aima.modelstore.sources import FetchContext, pypi
 from aima.modelstore.store import ModelStore
 from aima.store.db import Database
-from tests.modelstore.support import FileServer, HfMirror, staged
+from tests.support.modelstore import FileServer, HfMirror, staged
 
 BIG = 3 * 1024 * 1024  # more than the 2 MiB filesystem holds
 

@@ -10,7 +10,7 @@ import pytest
 from aima.errors import ChecksumMismatch, NotFound, Unavailable
 from aima.modelstore import Options, pull
 from aima.modelstore.store import ModelStore
-from tests.modelstore.support import FileServer, sha256_bytes, sha256_of, staged, write_gguf
+from tests.support.modelstore import FileServer, sha256_bytes, sha256_of, staged, write_gguf
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from aima.errors import ChecksumMismatch, NotFound
 from aima.modelstore import Options, pull
 from aima.modelstore.store import ModelStore
-from tests.modelstore.support import HfMirror, sha256_bytes, sha256_of, staged, write_gguf, write_safetensors
+from tests.support.modelstore import HfMirror, sha256_bytes, sha256_of, staged, write_gguf, write_safetensors
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from aima.errors import ChecksumMismatch, NotFound, Unavailable
 from aima.modelstore import Options, pull
 from aima.modelstore.sources import modelscope as ms_source
 from aima.modelstore.store import ModelStore
-from tests.modelstore.support import MsMirror, sha256_bytes, sha256_of, staged, write_gguf, write_safetensors
+from tests.support.modelstore import MsMirror, sha256_bytes, sha256_of, staged, write_gguf, write_safetensors
 
 needs_modelscope = pytest.mark.skipif(not ms_source.available(),
                                       reason="the optional modelscope package is not installed (aima[modelscope])")

@@ -15,7 +15,7 @@ import pytest
 
 from aima.config import Settings
 from aima.errors import Conflict, InvalidInput, NotFound
-from tests.modelstore.support import FileServer, sha256_bytes, write_ct2, write_gguf
+from tests.support.modelstore import FileServer, sha256_bytes, write_ct2, write_gguf
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def app_url(ops: dict[str, Any], ctx: Any) -> Iterator[str]:
     import uvicorn
 
     from aima.server.app import create_app
-    from tests.conftest import free_port
+    from tests.support.daemon import free_port
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(ctx.settings, ctx), host="127.0.0.1", port=port,

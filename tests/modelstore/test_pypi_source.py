@@ -11,7 +11,7 @@ import pytest
 from aima.errors import NotFound
 from aima.modelstore import pull
 from aima.modelstore.store import ModelStore
-from tests.modelstore.support import sha256_of, staged
+from tests.support.modelstore import sha256_of, staged
 
 PACKAGE = "text2tashkeel==0.1.0"
 ONNX_SHA256 = "47a609c054534c5ab56ab980a09a6a326e31143930d2d90520379e030627adb9"  # RECORD of the wheel

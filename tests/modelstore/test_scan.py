@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aima.modelstore.scan import ScanError, scan, sniff
-from tests.modelstore.support import gguf_param_count, onnx_bytes, write_ct2, write_gguf, write_safetensors
+from tests.support.modelstore import gguf_param_count, onnx_bytes, write_ct2, write_gguf, write_safetensors
 
 
 def test_gguf_header_and_metadata(tmp_path: Path) -> None:

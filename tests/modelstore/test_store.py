@@ -14,7 +14,7 @@ from aima.modelstore import MARKER, Options, pull
 from aima.modelstore.store import ModelStore
 from aima.store.db import Database
 from aima.store.tables import ModelRow
-from tests.modelstore.support import sha256_of, staged, write_ct2, write_gguf
+from tests.support.modelstore import sha256_of, staged, write_ct2, write_gguf
 
 
 def test_import_a_file_by_copy(store: ModelStore, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The docker runtime against a real Docker daemon (see tests/docker_support.py for the images).
+"""The docker runtime against a real Docker daemon (see tests/support/docker.py for the images).
 
 A real aima daemon per test starts engines in containers of an image built here with no registry; the
 engine is aima's echo server, the same command line the native tests run. What the containers really
@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PY, ApiError, Daemon, echo_cmd, free_port, wait_until
-from tests.docker_support import MISSING_IMAGE, DockerKit, image_of
+from tests.support.daemon import PY, ApiError, Daemon, echo_cmd, free_port, wait_until
+from tests.support.docker import MISSING_IMAGE, DockerKit, image_of
 
 ENV = {"AIMA_STOP_GRACE_S": "2", "AIMA_RESTART_BACKOFF_S": "0.2", "AIMA_RESTART_MAX": "3"}
 

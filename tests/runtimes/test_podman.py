@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
-from tests.docker_support import DockerKit, get_kit
 from tests.runtimes import test_docker as td
+from tests.support.daemon import Daemon
+from tests.support.docker import DockerKit, get_kit
 
 HOST = os.environ.get("AIMA_PODMAN_HOST") or "unix:///tmp/aima-podman/podman.sock"
 

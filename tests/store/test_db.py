@@ -17,7 +17,7 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from tests.conftest import AIMA, PY, Daemon, free_port
+from tests.support.daemon import AIMA, PY, Daemon, free_port
 
 MIGRATIONS = Path(__file__).parents[2] / "src/aima/store/migrations"
 

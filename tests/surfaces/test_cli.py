@@ -16,8 +16,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import AIMA, PY, Daemon, echo_cmd, free_port, wait_until
-from tests.e2e.echo_catalog import write_echo_catalog
+from tests.support.daemon import AIMA, PY, Daemon, echo_cmd, free_port, wait_until
+from tests.support.echo_catalog import write_echo_catalog
 
 MANIFEST = json.loads((Path(__file__).parents[2] / "src/aima/surfaces/cli/manifest.json").read_text())
 # Commands wrapped by `aima up` / `aima down` rather than exposed as `aima stack ...`. `up` brings up the
@@ -78,7 +78,7 @@ def command_line(cmd: dict[str, Any], service: str, values: dict[tuple[str, str]
 
 
 def test_every_generated_command_prints_json(daemon: Daemon, tmp_path: Path) -> None:
-    from tests.modelstore.support import write_gguf
+    from tests.support.modelstore import write_gguf
 
     gguf = write_gguf(tmp_path / "cli-tiny.gguf")
     values = {

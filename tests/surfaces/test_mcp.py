@@ -12,7 +12,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import AIMA, Daemon, echo_cmd
+from tests.support.daemon import AIMA, Daemon, echo_cmd
 
 TRANSPORTS = ["stdio", "http"]
 

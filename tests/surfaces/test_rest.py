@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Daemon, echo_cmd
+from tests.support.daemon import Daemon, echo_cmd
 
 ERROR_KEYS = {"message", "type", "code", "param", "details"}
 MISSING = "no-such-svc"

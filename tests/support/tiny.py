@@ -1,6 +1,6 @@
 """``tiny_gguf(path)``: a 0.4 MB random-weight llama GGUF that llama.cpp loads in well under a second.
 
-Import it from any test (``from tests.engines.tiny import tiny_gguf``). The vocab is one ``<0x0A>``
+Import it from any test (``from tests.support.tiny import tiny_gguf``). The vocab is one ``<0x0A>``
 byte token plus printable ASCII and a few words, every token string unique (llama.cpp aborts on
 duplicates), so a chat reply is printable text and ``usage.completion_tokens`` equals ``max_tokens``.
 Its chat template is ``<|role|>content`` lines. Needs only ``gguf`` and ``numpy``. The weights are

@@ -1,6 +1,7 @@
-"""Helpers for the model store tests: a store on a real database, model files written by the tests, and
-local HTTP servers standing in for what these machines cannot reach (a plain file server, a mirror
-of the Hugging Face hub endpoints the official client uses, a mirror of ModelScope's).
+"""Helpers for the model store tests and any test that needs model files: a store on a real database,
+model files written by the tests, and local HTTP servers standing in for what these machines cannot reach
+(a plain file server, a mirror of the Hugging Face hub endpoints the official client uses, a mirror of
+ModelScope's).
 
 The hub clients are the real ones (``huggingface_hub``, ``modelscope``); only the network end is a
 local server serving files the tests make.
@@ -53,8 +54,8 @@ def staged(store: ModelStore) -> list[str]:
 # ---------------------------------------------------------------------------- files the tests make
 def write_gguf(path: Path, *, arch: str = "llama", n_ctx: int = 512, n_layer: int = 2,
                file_type: Any = None, pooling: bool = False) -> Path:
-    """A tiny random-weight GGUF of 98 tokens (tests/engines/tiny.py), with the metadata the scanner reads."""
-    from tests.engines.tiny import tiny_gguf
+    """A tiny random-weight GGUF of 98 tokens (tests/support/tiny.py), with the metadata the scanner reads."""
+    from tests.support.tiny import tiny_gguf
 
     return tiny_gguf(path, arch=arch, n_ctx=n_ctx, n_layer=n_layer, file_type=file_type, pooling=pooling,
                      words=False)

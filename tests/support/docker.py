@@ -145,7 +145,8 @@ class DockerKit:
         self.foreign.clear()
 
 
-def _connect(host: str | None) -> tuple[Any, str]:
+def connect(host: str | None = None) -> tuple[Any, str]:
+    """(a client that answered a ping, "") or (None, why not) for ``host`` (None: DOCKER_HOST or the local socket)."""
     try:
         import docker
     except ImportError as e:
@@ -170,7 +171,7 @@ def get_kit(host: str | None = None, what: str = "Docker",
     if host in _KITS:
         return _KITS[host]
     if host not in _WHY_NOT:
-        client, why = _connect(host)
+        client, why = connect(host)
         if client is None:
             _WHY_NOT[host] = f"{why}; {how}"
         else:

@@ -59,7 +59,7 @@ variants:
 
 def write_echo_catalog(home: Path, weights: Path) -> Path:
     """The echo engine and model in ``home``'s catalog overlay; returns the weights file it wrote."""
-    from tests.modelstore.support import write_gguf
+    from tests.support.modelstore import write_gguf
 
     weights.parent.mkdir(parents=True, exist_ok=True)
     write_gguf(weights)
