@@ -6,8 +6,13 @@ STAMP := $(VENV)/.installed
 ENGINES_STAMP := $(VENV)/.engines
 # llama-cpp-python ships only an sdist; its wheel is compiled once per machine (-march=native, so never copy
 # it to another CPU) and kept here, so later installs take seconds.
-WHEELS ?= $(HOME)/.cache/aima/wheels
+WHEELS ?= $(HOME)/.cache/aima/wheels/no-amx
 LLAMA_CPP_VERSION := 0.3.36
+# Without AMX on x86: some VMs advertise AMX (cpuinfo, and the kernel grants it) yet fault at its first
+# instruction (ldtilecfg: general protection fault), so llama.cpp died on its first token. Other compilers
+# do not know these flags.
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CPP_CMAKE := -DLLAVA_BUILD=OFF$(if $(filter x86_64,$(shell uname -m)), -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)')
 
 .PHONY: install engines run test lint bench manifest clean down docker
 
@@ -27,7 +32,7 @@ $(ENGINES_STAMP): $(STAMP) pyproject.toml
 	  start=$$(date +%s); \
 	  ( n=0; while sleep 5; do n=$$((n + 1)); test $$((n % 6)) -ne 0 || \
 	    echo "aima:   still compiling llama-cpp-python ($$(( $$(date +%s) - start ))s)"; done ) & hb=$$!; \
-	  CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS=-DLLAVA_BUILD=OFF \
+	  CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" \
 	    $(BIN)/python -m pip wheel --no-deps --progress-bar off -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION); \
 	  rc=$$?; kill $$hb 2>/dev/null; \
 	  test $$rc -eq 0 || { echo "aima: llama-cpp-python build failed (exit $$rc); needs gcc, cmake (apt-get install build-essential cmake)"; exit $$rc; }; \
