@@ -32,6 +32,12 @@ class _YamlSource(PydanticBaseSettingsSource):
             raise InvalidInput(f"{path} is not valid YAML: {e}; fix or remove it") from e
         if not isinstance(data, dict):
             raise InvalidInput(f"{path} must hold a mapping of settings")
+        agent = data.pop("agent", None)  # `agent: {base_url: ...}` is agent_base_url, as AIMA_AGENT_BASE_URL is
+        if isinstance(agent, dict):
+            for k, v in agent.items():
+                data.setdefault(f"agent_{k}", v)
+        elif agent is not None:
+            raise InvalidInput(f"{path}: `agent` must hold a mapping (base_url, model, api_key, ...)")
         return data
 
 
@@ -62,6 +68,19 @@ class Settings(BaseSettings):
     gateway_timeout_s: float = 600.0  # an engine's answer must begin within this (504 otherwise)
     # Per-device memory budget for load on demand, e.g. "cpu=8GiB,gpu0=20GiB" (default: each device's total).
     memory_budget: str | None = None
+    # The operator agent (`aima ask`): any OpenAI-compatible chat endpoint that supports tools. Unset, the agent
+    # serves its own model (agent_model, default the catalog's tool-capable small model) through this daemon's /v1,
+    # started on demand and stopped again after agent_idle_ttl_s without use. Also `agent: {...}` in config.yaml.
+    agent_base_url: str | None = None
+    agent_model: str | None = None
+    agent_api_key: str | None = None
+    agent_max_rounds: int = 30
+    agent_session_ttl_s: float = 7 * 86400.0  # a session (--session ID) is forgotten this long after its last use
+    agent_approval_timeout_s: float = 300.0  # a REST approval not given within this is a denial
+    agent_tool_timeout_s: float = 900.0  # the longest a tool may run (starts and pulls wait up to this)
+    agent_context_tokens: int | None = None  # the model's context (default: the served engine's n_ctx, else 8192)
+    agent_idle_ttl_s: float = 1800.0  # the self-served model's service stops after this long unused
+    agent_request_timeout_s: float = 300.0  # one answer of the model
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

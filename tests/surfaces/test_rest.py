@@ -31,6 +31,7 @@ BASE_INPUT: dict[str, dict[str, Any]] = {
     "inference.embed": {"model": "no-such-model", "inputs": ["hi"]},
     "inference.speak": {"model": "no-such-model", "text": "hi"},
     "inference.transcribe": {"model": "no-such-model", "audio": "UklGRg=="},
+    "agent.ask": {"prompt": "hi"},
 }
 
 

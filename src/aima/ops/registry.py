@@ -83,7 +83,7 @@ def operation(name: str, *, mutating: bool, method: str, path: str,
 
 def load_all() -> dict[str, Operation]:
     """Import every operation module (each registers its operations on import)."""
-    from aima.ops import catalog, events, hardware, inference, key, model, service, stack, system  # noqa: F401
+    from aima.ops import agent, catalog, events, hardware, inference, key, model, service, stack, system  # noqa: F401
 
     return REGISTRY
 

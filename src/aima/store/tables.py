@@ -108,3 +108,35 @@ class ApiKeyRow(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)  # sha256 hex of the key
     created_at: Mapped[float] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AgentSessionRow(Base):
+    """A conversation of the operator agent (``aima ask --session ID``), kept until ``expires_at``."""
+
+    __tablename__ = "agent_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class AgentAuditRow(Base):
+    """One tool call of the operator agent (or of an outside agent over MCP with a profile): who, what, how it
+    ended (``ok``, ``error``, ``denied``, ``approved``) and how it was approved."""
+
+    __tablename__ = "agent_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    session: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    profile: Mapped[str] = mapped_column(String(16))
+    tool: Mapped[str] = mapped_column(String(128))
+    arguments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    outcome: Mapped[str] = mapped_column(String(16))
+    approval: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)

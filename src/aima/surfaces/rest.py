@@ -70,6 +70,9 @@ def build_router() -> APIRouter:
     router = APIRouter(prefix=PREFIX)
     ops = load_all()
     for op in ops.values():
+        if op.extra.get("rest") is not None:  # an operation with routes of its own (agent.ask streams its steps)
+            op.extra["rest"](router, op)
+            continue
         extra: dict[str, Any] = {}
         if op.method != "GET":
             extra["requestBody"] = {"content": {"application/json": {"schema": _schema_ref(op.input)}}}

@@ -574,13 +574,45 @@ def transcribe_cmd(
 
 @app.command("mcp")
 @guarded
-def mcp_cmd() -> None:
+def mcp_cmd(
+    profile: str | None = typer.Option(None, "--profile",
+                                       help="offer only what this profile allows, compactly: read-only, operator or "
+                                            "admin (default: every operation, full schemas)"),
+    yes: bool = typer.Option(False, "--yes", help="approve destructive calls (otherwise the client is asked, when it "
+                                                  "can be, else they are denied)"),
+) -> None:
     """Serve MCP on stdio for an AI agent (tools call the running daemon)."""
     import anyio
 
     from aima.surfaces.mcp import serve_stdio
 
-    anyio.run(serve_stdio, daemon_url(), Opts.api_key)
+    if profile is not None and profile not in ("read-only", "operator", "admin"):
+        fail(f"--profile must be read-only, operator or admin, not {profile!r}", 2)
+    anyio.run(serve_stdio, daemon_url(), Opts.api_key, profile, yes)
+
+
+@app.command("ask")
+@guarded
+def ask_cmd(
+    prompt: str = typer.Argument(..., help="what you want done or known, in words"),
+    session: str | None = typer.Option(None, "--session", help="continue this conversation (a new one when unknown)"),
+    profile: str = typer.Option("operator", "--profile",
+                                help="what the agent may do: read-only, operator (create/start/stop) or admin"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="approve destructive calls (delete, rm, keys, stack down, "
+                                                        "stopping a pinned service) without asking"),
+    max_rounds: int | None = typer.Option(None, "--max-rounds", min=1, max=200,
+                                          help="most model answers before giving up (default 30)"),
+) -> None:
+    """Ask aima's operator agent to do something in words: it looks, acts through aima's operations (showing
+    each step), verifies and answers. Destructive calls ask y/N on a terminal and are denied without one."""
+    from aima.surfaces.cli.ask import ask
+
+    body: dict[str, Any] = {"prompt": prompt, "profile": profile, "yes": yes}
+    if session is not None:
+        body["session"] = session
+    if max_rounds is not None:
+        body["max_rounds"] = max_rounds
+    raise typer.Exit(ask(daemon_url(), Opts.api_key, body, Opts.output))
 
 
 _register_generated()
