@@ -38,6 +38,12 @@ class _YamlSource(PydanticBaseSettingsSource):
                 data.setdefault(f"agent_{k}", v)
         elif agent is not None:
             raise InvalidInput(f"{path}: `agent` must hold a mapping (base_url, model, api_key, ...)")
+        ray = data.pop("ray", None)  # `ray: {address: HOST:PORT}` is ray_address, as AIMA_RAY_ADDRESS is
+        if isinstance(ray, dict):
+            for k, v in ray.items():
+                data.setdefault(f"ray_{k}", v)
+        elif ray is not None:
+            raise InvalidInput(f"{path}: `ray` must hold a mapping (address: HOST:PORT of the head's GCS)")
         return data
 
 
@@ -81,6 +87,12 @@ class Settings(BaseSettings):
     agent_context_tokens: int | None = None  # the model's context (default: the served engine's n_ctx, else 8192)
     agent_idle_ttl_s: float = 1800.0  # the self-served model's service stops after this long unused
     agent_request_timeout_s: float = 300.0  # one answer of the model
+    # Ask the model once to look before answering and to verify after acting when it skips it (default: for the
+    # small model aima serves itself, not for an endpoint named by agent_base_url).
+    agent_guided: bool | None = None
+    # A Ray cluster to run services on (`aima start --ray ADDRESS`, also `ray: {address: ...}` in config.yaml):
+    # host:port of its head's GCS. The daemon attaches as a driver at start and fails at once when it cannot.
+    ray_address: str | None = None
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

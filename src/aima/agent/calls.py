@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _FENCE = re.compile(r"```(?:json|tool_call|JSON)?\s*(.*?)```", re.S)
+MAX_TEXT_CALLS = 8  # calls read from one reply's text (one JSON object per line)
 _TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
 
@@ -73,7 +74,7 @@ def read(message: dict[str, Any], offered: set[str]) -> Reading:
     prose = text
     for start, end in sorted(spans, reverse=True):
         prose = prose[:start] + prose[end:]
-    return Reading(calls=calls[:1] if calls else [], text=prose.strip(), unknown=unknown)
+    return Reading(calls=calls[:MAX_TEXT_CALLS], text=prose.strip(), unknown=unknown)
 
 
 def _bare(name: str) -> str:
@@ -139,7 +140,7 @@ def _objects(block: str) -> list[Any]:
 def _loads(s: str) -> Any:
     if not s:
         return None
-    for cand in (s, _undouble(s)):
+    for cand in (s, *_undouble(s)):
         try:
             return json.loads(cand)
         except ValueError:
@@ -147,12 +148,14 @@ def _loads(s: str) -> Any:
     return None
 
 
-def _undouble(s: str) -> str:
-    """``{{"name": ...}}`` (a template bug of some GGUFs) → ``{"name": ...}``."""
+def _undouble(s: str) -> tuple[str, str]:
+    """``{{"name": ...}}`` (a template bug of some GGUFs) → ``{"name": ...}``: the outer braces undoubled, or
+    every doubled brace."""
     s = s.strip()
-    while s.startswith("{{") and s.endswith("}}"):
-        s = s[1:-1].strip()
-    return s.replace("{{", "{").replace("}}", "}")
+    outer = s
+    while outer.startswith("{{") and outer.endswith("}}"):
+        outer = outer[1:-1].strip()
+    return outer, s.replace("{{", "{").replace("}}", "}")
 
 
 def _match_brace(text: str, start: int) -> int | None:

@@ -41,6 +41,14 @@ FORWARD = ("service.", "instance.", "model.pull.", "model.convert.", "stack.prog
 PROGRESS_EVERY_S = 2.0
 MAX_CORRECTIONS = 2  # replies that call a tool that was not offered, answered with the list of tools
 ANSWER_TOKENS = 768
+IDLE_AFTER_S = 300.0  # a running service without a request for this long is idle
+NUDGES = {
+    "look": "Look first: call the tool that shows the facts (service_logs for why a service failed, service_get or "
+            "service_list for services, hardware_detect for the machine), then answer.",
+    "verify": "Verify: call service_list now to see the state after your change. If any part of the request is not "
+              "done yet, do it with the next call; else answer.",
+}
+SNAPSHOT_SERVICES = 25  # services named in the look at the state that starts each ask
 
 
 @dataclass
@@ -64,6 +72,7 @@ class _Run:
     tools: dict[str, Tool]
     model: ChatModel | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
+    first_step: int = 0
 
 
 async def ask(ctx: Any, req: AskRequest) -> AsyncIterator[dict[str, Any]]:
@@ -74,7 +83,7 @@ async def ask(ctx: Any, req: AskRequest) -> AsyncIterator[dict[str, Any]]:
     run = _Run(ctx=ctx, req=req, profile=profile, session=loaded.id, tools=toolset(profile))
     yield {"event": "session", "session": loaded.id, "profile": profile, "resumed": loaded.resumed,
            "expired": loaded.expired, "max_rounds": max_rounds}
-    history = loaded.messages + [{"role": "user", "content": req.prompt}]
+    history = loaded.messages + [{"role": "user", "content": await _with_snapshot(ctx, req.prompt)}]
     try:
         queue = ctx.bus.subscribe()  # the model's pull and start show as progress, as any long step does
         try:
@@ -118,12 +127,21 @@ async def _rounds(run: _Run, history: list[dict[str, Any]], max_rounds: int) -> 
     fixed = await model.count(system["content"]) + await model.count(json.dumps(tool_defs))
     answer_tokens = min(ANSWER_TOKENS, max(128, model.context_tokens // 8))
     corrections = 0
+    guided = run.ctx.settings.agent_guided if run.ctx.settings.agent_guided is not None else bool(model.served_by)
+    nudged: set[str] = set()
+    run.first_step = len(run.steps)
     for rnd in range(1, max_rounds + 1):
         extra = [] if max_rounds - rnd >= 3 else [{"role": "system", "content": CAP_NOTE.format(left=max_rounds - rnd)}]
         await _fit(model, history, model.context_tokens - fixed - answer_tokens)
         message = await model.complete([system, *history, *extra], tool_defs, answer_tokens)
         reading = calls.read(message, offered)
         if not reading.calls:
+            nudge = _nudge(run, guided, nudged) if not reading.unknown else None
+            if nudge is not None:
+                nudged.add(nudge)
+                history.append({"role": "assistant", "content": message.get("content") or ""})
+                history.append({"role": "user", "content": NUDGES[nudge]})
+                continue
             if reading.unknown and corrections < MAX_CORRECTIONS:
                 corrections += 1
                 history.append({"role": "assistant", "content": message.get("content") or ""})
@@ -156,6 +174,22 @@ async def _rounds(run: _Run, history: list[dict[str, Any]], max_rounds: int) -> 
         history.extend(results)
     yield _error(run, f"the agent hit its round cap of {max_rounds} rounds without an answer (raise it with "
                       f"--max-rounds, or ask for less at once)", "round_cap", 9)
+
+
+def _nudge(run: _Run, guided: bool, nudged: set[str]) -> str | None:
+    """For a small model (guided): the habit the prompt teaches, asked for once when it is skipped — look
+    before answering (no tool used yet), and verify after acting (an answer right after a change)."""
+    if not guided:
+        return None
+    steps = run.steps[run.first_step:]
+    if not steps and "look" not in nudged:
+        return "look"
+    if steps and "verify" not in nudged:
+        mutating = [i for i, st in enumerate(steps) if st["outcome"] == "ok" and st["op"]
+                    and run.tools[st["op"]].mutating]
+        if mutating and mutating[-1] == len(steps) - 1:
+            return "verify"
+    return None
 
 
 async def _call(run: _Run, rnd: int, call: calls.Call, tool: Tool | None) -> AsyncIterator[dict[str, Any]]:
@@ -240,6 +274,7 @@ async def _call(run: _Run, rnd: int, call: calls.Call, tool: Tool | None) -> Asy
             yield ev
         return
     data = out.model_dump(mode="json")
+    _mark_idle(ctx, data)
     text = json.dumps(compact_result(data), separators=(",", ":"), ensure_ascii=False)
     text += note
     for ev in finish("ok", text, summarize(tool.name, data), approval):
@@ -279,6 +314,50 @@ async def _drive(ctx: Any, task: asyncio.Future[Any], queue: asyncio.Queue[dict[
         ev = queue.get_nowait()
         if ev.get("event") == "progress":
             yield ev
+
+
+async def _with_snapshot(ctx: Any, prompt: str) -> str:
+    """The prompt with a one-line look at the services now (names and states), so that even a small model
+    starts from the real names instead of guessing them; the tools give the details."""
+    from aima.ops.registry import get
+
+    try:
+        data = (await get("service.list").call(ctx, {})).model_dump(mode="json")
+    except AimaError:
+        return prompt
+    _mark_idle(ctx, data)
+    rows = data.get("services") or []
+    if not rows:
+        return f"(aima now: no services)\n\n{prompt}"
+    parts = [f"{r['name']} ({r['state']}" + "".join(f", {w}" for w in ("ready", "idle", "pinned") if r.get(w))
+             + (f": {_clip(r['message'], 160)}" if r["state"] == "failed" and r.get("message") else "") + ")"
+             for r in rows[:SNAPSHOT_SERVICES]]
+    more = f" and {len(rows) - SNAPSHOT_SERVICES} more" if len(rows) > SNAPSHOT_SERVICES else ""
+    return f"(aima now: services {', '.join(parts)}{more})\n\n{prompt}"
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _mark_idle(ctx: Any, data: Any) -> None:
+    """Services in a result say whether they are idle — running, no request in flight and none for
+    ``IDLE_AFTER_S`` (or never one) — and how long ago their last request was, from the gateway's usage."""
+    routes = getattr(ctx, "routes", None)
+    if routes is None or not isinstance(data, dict):
+        return
+    now = time.time()
+    found = [data] if "engine" in data and "state" in data else []
+    found += [s for s in data.get("services") or [] if isinstance(s, dict)]
+    found += [data["service"]] if isinstance(data.get("service"), dict) else []
+    for svc in found:
+        if svc.get("state") != "running" or not svc.get("id"):
+            continue
+        last, busy = routes.last_used(svc["id"]), routes.inflight(svc["id"])
+        svc["idle"] = busy == 0 and (last is None or now - last > IDLE_AFTER_S)
+        if last is not None:
+            svc["last_request_s_ago"] = round(now - last)
 
 
 def _pinned(ctx: Any, ref: str) -> bool:

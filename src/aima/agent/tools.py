@@ -171,8 +171,8 @@ def tools_list_bytes(tools: dict[str, Tool]) -> int:
 
 
 # ---------------------------------------------------------------------------- results
-SERVICE_KEEP = ("name", "id", "model", "engine", "state", "ready", "endpoint", "message", "restarts", "idle_ttl_s",
-                "pinned", "runtime")
+SERVICE_KEEP = ("name", "id", "model", "engine", "state", "ready", "idle", "last_request_s_ago", "endpoint", "message",
+                "restarts", "idle_ttl_s", "pinned", "runtime")
 INSTANCE_KEEP = ("replica", "state", "ready", "pid", "port", "exit_code", "message")
 
 
@@ -201,13 +201,15 @@ def summarize(op_name: str, data: Any) -> str:
         rows = data["services"]
         if not rows:
             return "no services"
-        parts = [f"{s.get('name')} ({s.get('state')}{', ready' if s.get('ready') else ''})" for s in rows[:8]]
+        parts = [f"{s.get('name')} ({s.get('state')}{', ready' if s.get('ready') else ''}"
+                 f"{', idle' if s.get('idle') else ''})" for s in rows[:8]]
         return f"{len(rows)} service(s): " + ", ".join(parts) + (" …" if len(rows) > 8 else "")
     if "outcome" in data and isinstance(data.get("service"), dict):
         s = data["service"]
         return f"{s.get('name')}: {data['outcome']}" + (f" — {data['message']}" if data.get("message") else "")
     if "state" in data and "engine" in data and "name" in data:
-        return f"{data['name']}: {data['state']}{', ready' if data.get('ready') else ''}" + (
+        return f"{data['name']}: {data['state']}{', ready' if data.get('ready') else ''}" \
+               f"{', idle' if data.get('idle') else ''}" + (
             f" — {data['message']}" if data.get("message") else "")
     if isinstance(data.get("lines"), list):
         lines = [ln for ln in data["lines"] if ln.strip()]
