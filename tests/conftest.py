@@ -42,13 +42,36 @@ def both_runtimes(test: Any) -> Any:
     return pytest.mark.parametrize("runtime", ["native", "docker"], indirect=True)(test)
 
 
+def all_runtimes(test: Any) -> Any:
+    """``both_runtimes``, and once more on a Ray cluster (tests/support/ray.py: started once per session, on
+    first use, so a run without ray tests never starts one)."""
+    return pytest.mark.parametrize("runtime", ["native", "docker", "ray"], indirect=True)(test)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """A real 3-node Ray cluster on this machine (tests/support/ray.py), stopped at the end of the session."""
+    from tests.support import ray as ray_support
+
+    yield ray_support.ray_cluster()
+    ray_support.stop_cluster()
+
+
 @pytest.fixture
-def daemon(aima_home: Path, daemon_env: dict[str, str], runtime: str) -> Iterator[Daemon]:
-    kit = defaults = None
+def daemon(request: pytest.FixtureRequest, aima_home: Path, daemon_env: dict[str, str],
+           runtime: str) -> Iterator[Daemon]:
+    kit: Any = None
+    defaults = None
+    env = daemon_env
     if runtime == "docker":
         kit = get_kit()
         defaults = kit.service_kw()
-    d = Daemon(aima_home, daemon_env, defaults, kit)
+    elif runtime == "ray":
+        from tests.support.ray import RayKit
+
+        kit = RayKit(request.getfixturevalue("ray_cluster"))
+        defaults, env = kit.service_kw(), {**kit.env, **daemon_env}
+    d = Daemon(aima_home, env, defaults, kit)
     d.start()
     try:
         yield d

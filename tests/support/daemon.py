@@ -124,7 +124,10 @@ class Daemon:
         return body
 
     def create(self, model: str, command: str | None = None, **kw: Any) -> dict[str, Any]:
-        return self.op("service.create", model=model, command=command or echo_cmd(), **{**self.defaults, **kw})
+        command = command or echo_cmd()
+        if self.kit is not None and hasattr(self.kit, "adapt_command"):  # e.g. a Ray node's engine listens on {host}
+            command = self.kit.adapt_command(command)
+        return self.op("service.create", model=model, command=command, **{**self.defaults, **kw})
 
     def get(self, service: str) -> dict[str, Any]:
         return self.op("service.get", service=service)

@@ -332,8 +332,13 @@ def start_cmd(
     detach: bool = typer.Option(False, "--detach", "-d", help="run in the background; return when up"),
     timeout: float = typer.Option(60.0, "--timeout", help="seconds to wait for a detached daemon"),
     insecure: bool = typer.Option(False, "--insecure", help="listen beyond loopback even without an API key"),
+    ray: str | None = typer.Option(None, "--ray", metavar="ADDRESS",
+                                   help="attach to the Ray cluster whose head's GCS is at ADDRESS (host:port) and run "
+                                        "services on its nodes (also AIMA_RAY_ADDRESS, ray.address in config.yaml)"),
 ) -> None:
     """Start the aima daemon (REST, OpenAI, MCP and the web page on one port)."""
+    if ray:
+        os.environ["AIMA_RAY_ADDRESS"] = ray  # the daemon (this process, or the detached one) reads it
     settings = _settings()
     host = host or settings.host
     port = port or settings.port
