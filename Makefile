@@ -19,7 +19,7 @@ LLAMA_CPP_CMAKE := -DLLAVA_BUILD=OFF$(if $(filter x86_64,$(shell uname -m)), -DC
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -39,7 +39,7 @@ $(ENGINES_STAMP): $(STAMP) pyproject.toml
 	  echo "aima: built llama-cpp-python in $$(( $$(date +%s) - start ))s"; \
 	fi
 	@echo "aima: installing engines (llama-cpp-python from $(WHEELS), faster-whisper, piper-tts)"
-	@$(BIN)/python -m pip install -q --find-links $(WHEELS) --only-binary llama-cpp-python -e '.[dev,engines]'
+	@$(BIN)/python -m pip install -q --find-links $(WHEELS) --only-binary llama-cpp-python -e '.[dev,engines,ray]'
 	@touch $(ENGINES_STAMP)
 
 engines: $(ENGINES_STAMP)
@@ -50,6 +50,8 @@ run: $(ENGINES_STAMP)
 down: $(STAMP)
 	$(BIN)/aima down
 
+# The ray runtime's tests start their own 3-node Ray cluster on 127.0.0.2-4 (the `ray` extra, installed above)
+# and stop it at the end.
 # The docker runtime's tests need a Docker daemon: `make test` starts an installed dockerd when none runs;
 # `make docker` also installs Debian's docker.io (as root). Without a daemon those tests skip, saying why
 # (with AIMA_TEST_STRICT=1, as in CI, they fail instead). Likewise the podman tests, with an installed

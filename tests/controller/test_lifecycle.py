@@ -5,9 +5,12 @@ are real processes on real ports (the in-package echo engine, or a plain socket 
 by the test). Nothing of aima is mocked. Time bounds are generous except where a rule names one
 (an explicit port conflict fails in under 1 s; a crash is noticed within about 2 s).
 
-Tests marked ``@both_runtimes`` run twice with the same service definitions: as native processes and
-in Docker containers (``--runtime docker`` with the test image of tests/support/docker.py, the engine's
-command line unchanged); the pids they check are then the containers' init processes on this machine.
+Tests marked ``@all_runtimes`` run three times with the same service definitions: as native processes, in
+Docker containers (``--runtime docker`` with the test image of tests/support/docker.py, the engine's command
+line unchanged; the pids they check are then the containers' init processes on this machine) and on the
+nodes of a real Ray cluster (``--runtime ray``, tests/support/ray.py: the engine listens on its node's
+address, 127.0.0.3 or .4, and its pid is a process of this machine). The Ray cluster is started only when a
+ray case runs (``-k 'not ray'`` keeps the fast path).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import both_runtimes
+from tests.conftest import all_runtimes
 from tests.support.daemon import PY, ApiError, Daemon, echo_cmd, free_port
 
 # Short grace and backoff keep the module fast; tests that need other values parametrize daemon_env.
@@ -197,8 +200,9 @@ def chat(endpoint: str, text: str = "hi") -> str:
 
 def create_named(d: Daemon, model: str, name: str, **kw: Any) -> dict[str, Any]:
     """service.create with an explicit name (Daemon.op's own first parameter is called ``name``)."""
+    command = d.kit.adapt_command(echo_cmd()) if hasattr(d.kit, "adapt_command") else echo_cmd()
     r = d.http.post("/api/v1/ops/service.create",
-                    json={"model": model, "name": name, "command": echo_cmd(), **d.defaults, **kw})
+                    json={"model": model, "name": name, "command": command, **d.defaults, **kw})
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -214,7 +218,7 @@ def start_ready(d: Daemon, name: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- rule 1: states
-@both_runtimes
+@all_runtimes
 def test_rule1_states_created_starting_running_stopping_stopped(daemon: Daemon) -> None:
     svc = daemon.create("states")
     assert (svc["state"], svc["desired"], svc["ready"], svc["instances"]) == ("created", "stopped", False, [])
@@ -251,7 +255,7 @@ def test_rule1_a_slow_stop_reads_as_stopping(daemon: Daemon) -> None:
 
 
 @with_env(AIMA_RECONCILE_INTERVAL_S=3600)
-@both_runtimes
+@all_runtimes
 def test_rule1_every_read_reconciles_with_reality(daemon: Daemon) -> None:
     """With the periodic tick effectively off, a read alone must notice that the process died."""
     daemon.create("byget", command=echo_cmd(), restart="never")
@@ -337,7 +341,7 @@ def _status(port: int, path: str) -> int | None:
 
 
 # ---------------------------------------------------------------------------- rule 3: identity marks
-@both_runtimes
+@all_runtimes
 def test_rule3_processes_carry_the_service_id_and_stop_acts_on_it_alone(
         daemon: Daemon, spawn: Callable[[list[str]], subprocess.Popen[bytes]]) -> None:
     a = create_named(daemon, "same", "alpha")
@@ -372,7 +376,7 @@ def test_rule3_processes_carry_the_service_id_and_stop_acts_on_it_alone(
 
 
 # ---------------------------------------------------------------------------- rule 4: idempotent start
-@both_runtimes
+@all_runtimes
 def test_rule4_start_on_a_ready_service_is_idempotent(daemon: Daemon) -> None:
     svc = daemon.create("idem")
     first = start_ready(daemon, "idem")
@@ -385,7 +389,7 @@ def test_rule4_start_on_a_ready_service_is_idempotent(daemon: Daemon) -> None:
 
 
 @with_env(AIMA_RECONCILE_INTERVAL_S=3600)
-@both_runtimes
+@all_runtimes
 def test_rule4_running_record_without_process_is_corrected_then_started(daemon: Daemon) -> None:
     svc = daemon.create("ghost")
     first = start_ready(daemon, "ghost")
@@ -406,7 +410,7 @@ def test_rule4_running_record_without_process_is_corrected_then_started(daemon: 
 
 
 # ---------------------------------------------------------------------------- rule 5: ports
-@both_runtimes
+@all_runtimes
 def test_rule5_chaos_explicit_port_squatted_fails_fast_naming_the_holder(
         daemon: Daemon, spawn: Callable[[list[str]], subprocess.Popen[bytes]]) -> None:
     port = free_port()
@@ -503,7 +507,7 @@ def test_rule6_wait_timeout_keeps_starting_and_caller_may_raise_the_budget(daemo
 
 
 # ---------------------------------------------------------------------------- rule 7: fatal lines, signals
-@both_runtimes
+@all_runtimes
 def test_rule7_fatal_log_line_fails_at_once(daemon: Daemon) -> None:
     line = "CUDA out of memory. Tried to allocate 20.00 GiB"
     svc = daemon.create("oom", command=echo_cmd("--say", line, "--ready-after", "60"))
@@ -521,7 +525,7 @@ def test_rule7_fatal_log_line_fails_at_once(daemon: Daemon) -> None:
     assert_status_matches_ps(daemon, "oom")
 
 
-@both_runtimes
+@all_runtimes
 def test_rule7_an_exit_before_ready_fails_with_the_reason(daemon: Daemon) -> None:
     svc = daemon.create("quits", command=echo_cmd("--exit-after", "0.3", "--exit-code", "3",
                                                   "--ready-after", "60"))
@@ -589,7 +593,7 @@ def test_rule8_chaos_kill9_engine_noticed_restarted_with_backoff_then_gives_up(d
     assert_no_strays(daemon)
 
 
-@both_runtimes
+@all_runtimes
 def test_rule8_clean_exit_is_not_restarted_on_failure(daemon: Daemon) -> None:
     svc = daemon.create("clean", command=echo_cmd("--exit-after", "1.5", "--exit-code", "0"))
     pid = pid_of(start_ready(daemon, "clean"))
@@ -604,7 +608,7 @@ def test_rule8_clean_exit_is_not_restarted_on_failure(daemon: Daemon) -> None:
 
 # ---------------------------------------------------------------------------- rule 9: stop
 @with_env(AIMA_STOP_GRACE_S=1)
-@both_runtimes
+@all_runtimes
 def test_rule9_stop_is_idempotent_in_every_state(daemon: Daemon) -> None:
     daemon.create("never-started")
     daemon.create("booting", command=echo_cmd("--ready-after", "60"))
@@ -632,7 +636,7 @@ def test_rule9_stop_is_idempotent_in_every_state(daemon: Daemon) -> None:
 
 
 @with_env(AIMA_STOP_GRACE_S=1)
-@both_runtimes
+@all_runtimes
 def test_rule9_stop_kills_the_whole_group_and_frees_the_port(daemon: Daemon) -> None:
     daemon.create("family", command=echo_cmd("--child", "--ignore-sigterm"))
     svc = start_ready(daemon, "family")
@@ -692,7 +696,7 @@ def test_rule10_delete_during_a_pending_restart_never_brings_it_back(daemon: Dae
 
 
 # ---------------------------------------------------------------------------- rule 11: daemon restarts
-@both_runtimes
+@all_runtimes
 def test_rule11_chaos_kill9_daemon_readopts_without_duplicates(daemon: Daemon) -> None:
     stay = daemon.create("stay")
     revive = daemon.create("revive")
@@ -774,7 +778,7 @@ def test_rule11_a_recycled_pid_is_neither_adopted_nor_killed(
 
 
 # ---------------------------------------------------------------------------- rule 12: SIGTERM
-@both_runtimes
+@all_runtimes
 def test_rule12_sigterm_finishes_in_flight_keeps_services_and_closes_db(daemon: Daemon) -> None:
     daemon.create("steady")
     slow = daemon.create("slowpoke", command=echo_cmd("--ready-after", "4"))
