@@ -125,7 +125,8 @@ class HardwareProfile(Strict):
 
 
 # ---------------------------------------------------------------------------- engines
-Role = Literal["memory_fraction", "context_length", "gpu_layers", "tensor_parallel", "threads"]
+Role = Literal["memory_fraction", "context_length", "gpu_layers", "tensor_parallel", "pipeline_parallel",
+               "distributed_executor", "threads"]
 
 
 class ConfigKey(Strict):
