@@ -158,9 +158,18 @@ def check_arguments(tool: Tool, args: Any) -> tuple[dict[str, Any], list[str]]:
     if not isinstance(args, dict):
         raise ValueError(f"the arguments of {tool.function_name} must be a JSON object "
                          f"with {', '.join(tool.fields) or 'no fields'}")
+    args = dict(args)
+    for want in tool.parameters.get("required", []):  # a required field given under another common name
+        if want not in args:
+            alias = next((a for a in SYNONYMS.get(want, ()) if a in args and a not in tool.fields), None)
+            if alias is not None:
+                args[want] = args.pop(alias)
     kept = {k: v for k, v in args.items() if k in tool.fields and v is not None}
     dropped = [k for k in args if k not in tool.fields]
     return kept, dropped
+
+
+SYNONYMS = {"service": ("name", "service_name", "service_id", "id", "model"), "model": ("model_name", "name")}
 
 
 def tools_list_bytes(tools: dict[str, Tool]) -> int:
