@@ -210,6 +210,7 @@ def test_approval_over_rest(agent_daemon: Daemon, model: ScriptedModel, approve:
 
 def test_a_session_keeps_the_conversation(agent_daemon: Daemon, model: ScriptedModel) -> None:
     d = agent_daemon
+    d.create("echo-model", name="s1")
     model.plan = [call("system_status"), answer("first answer")]
     assert d.cli("ask", "--session", "work-1", "how is the daemon?").returncode == 0
     model.plan = [answer("second answer")]
@@ -217,8 +218,10 @@ def test_a_session_keeps_the_conversation(agent_daemon: Daemon, model: ScriptedM
     assert out["session"] == "work-1"
     roles = [(m["role"], m.get("content")) for m in model.requests[-1]["messages"] if m["role"] != "system"]
     # each question starts with a look at the services as they are (here: none)
-    assert roles[0] == ("user", "(aima now: no services)\n\nhow is the daemon?")
-    assert ("assistant", "first answer") in roles and roles[-1] == ("user", "(aima now: no services)\n\nand now?")
+    assert roles[0] == ("user", "(aima now: services s1 (created))\n\nhow is the daemon?")
+    assert ("assistant", "first answer") in roles
+    assert roles[-1] == ("user", "(aima now: services s1 (created))\n\nand now?")
+    assert json.loads(next(m for m in model.requests[1]["messages"] if m["role"] == "tool")["content"])["services"] == 1
 
 
 def test_results_are_cut_to_fit_the_context_counted_by_the_engine(tmp_path: Path, model: ScriptedModel) -> None:

@@ -278,7 +278,8 @@ async def _call(run: _Run, rnd: int, call: calls.Call, tool: Tool | None) -> Asy
             yield ev
         return
     data = out.model_dump(mode="json")
-    _mark_idle(ctx, data)
+    with contextlib.suppress(Exception):  # a fact added for the model never costs it the result
+        _mark_idle(ctx, data)
     text = json.dumps(compact_result(data), separators=(",", ":"), ensure_ascii=False)
     text += note
     for ev in finish("ok", text, summarize(tool.name, data), approval):
@@ -353,7 +354,8 @@ def _mark_idle(ctx: Any, data: Any) -> None:
         return
     now = time.time()
     found = [data] if "engine" in data and "state" in data else []
-    found += [s for s in data.get("services") or [] if isinstance(s, dict)]
+    listed = data.get("services")
+    found += [s for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
     found += [data["service"]] if isinstance(data.get("service"), dict) else []
     for svc in found:
         if svc.get("state") != "running" or not svc.get("id"):
