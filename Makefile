@@ -68,7 +68,7 @@ docker:
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
-# Four benchmarks that print figures beside same-run baselines (bench/README.md). gateway.py needs `wrk`
+# Five benchmarks that print figures beside same-run baselines (bench/README.md). gateway.py needs `wrk`
 # (apt-get install -y wrk) and puts LiteLLM in its own venv, bench/.venv-litellm, on first use.
 bench: $(ENGINES_STAMP)
 	$(BIN)/python bench/control_plane.py
@@ -76,6 +76,7 @@ bench: $(ENGINES_STAMP)
 	$(BIN)/python bench/gateway.py
 	@bash scripts/dockerd-up.sh
 	$(BIN)/python bench/docker_runtime.py
+	$(BIN)/python bench/ray_runtime.py
 
 manifest: $(STAMP)
 	$(BIN)/python -m aima.surfaces.cli.manifest --write

@@ -113,6 +113,16 @@ def test_cluster_status_lists_nodes_resources_hardware_and_instances(rd: Daemon,
     status = rd.cli_json("status")
     assert status["cluster_attached"] and status["cluster_nodes_alive"] == 3, status
     assert "3 of 3 nodes alive" in status["cluster"]
+    # And as the MCP tool cluster.status, through the official client at /mcp.
+    from tests.surfaces.test_mcp import result_json, with_client
+
+    got: dict[str, Any] = {}
+
+    async def body(c: Any) -> None:
+        got.update(result_json(await c.call_tool("cluster.status", {})))
+
+    with_client(rd, "http", body)
+    assert {n["address"] for n in got["nodes"]} == set(nodes) and got["nodes_alive"] == 3
 
 
 def test_cluster_status_without_a_cluster_says_so(aima_home: Path) -> None:

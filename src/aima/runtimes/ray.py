@@ -219,6 +219,7 @@ class _Follower:
 
     def _run(self) -> None:
         misses = 0
+        idle = 0.1
         while not self.stopped.is_set() and misses < 40:
             try:
                 got = self.pull()
@@ -226,7 +227,9 @@ class _Follower:
             except Exception:  # noqa: BLE001 - the actor is busy or gone: try a few more times, then end
                 misses += 1
                 got = 0
-            self.stopped.wait(0.05 if got else 0.25)
+            # New lines are fetched again at once; a quiet engine is asked less and less often (up to 1 s).
+            idle = 0.05 if got else min(idle * 1.5, 1.0)
+            self.stopped.wait(idle)
 
     def pull(self) -> int:
         ray = self.rt._ray
