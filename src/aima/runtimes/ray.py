@@ -509,7 +509,8 @@ class RayRuntime:
         pinned = self._node(str(opts["node"]), nodes) if opts.get("node") else None
         if pinned is not None and not pinned["alive"]:
             raise Unavailable(f"{self._lost_text(pinned, pinned['id'], pinned['address'])}; service "
-                              f"{spec.service_name} is pinned to it (--node) and waits for it to return")
+                              f"{spec.service_name} is pinned to it (--node) and waits for it to return",
+                              details={"retry": True, "node": pinned["address"]})
         candidates = [pinned] if pinned is not None else alive
         shape = [int(n["total"].get("GPU", 0)) for n in alive]
         bundles = bundles_for(need, shape)

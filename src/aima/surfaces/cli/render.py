@@ -141,7 +141,10 @@ def _service(console: Any, svc: dict[str, Any]) -> None:
             t.add_row(f"[bold]{k}[/]", fmt(svc[k]))
     console.print(t)
     if svc.get("instances"):
-        _table(console, svc["instances"], list(INSTANCE_COLUMNS), empty="")
+        cols = list(INSTANCE_COLUMNS)
+        if any(i.get("node") for i in svc["instances"]):  # on a cluster: which node (its address) each runs on
+            cols.insert(cols.index("pid"), "host")
+        _table(console, svc["instances"], cols, empty="")
 
 
 def _table(console: Any, rows: list[dict[str, Any]], columns: list[str], empty: str) -> None:
