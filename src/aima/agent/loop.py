@@ -335,6 +335,7 @@ async def _with_snapshot(ctx: Any, prompt: str) -> str:
     if not rows:
         return f"(aima now: no services)\n\n{prompt}"
     parts = [f"{r['name']} ({r['state']}" + "".join(f", {w}" for w in ("ready", "idle", "pinned") if r.get(w))
+             + (f", model {r['model']}" if r.get("model") and r["model"] != r["name"] else "")
              + (f": {_clip(r['message'], 160)}" if r["state"] == "failed" and r.get("message") else "") + ")"
              for r in rows[:SNAPSHOT_SERVICES]]
     more = f" and {len(rows) - SNAPSHOT_SERVICES} more" if len(rows) > SNAPSHOT_SERVICES else ""

@@ -26,8 +26,10 @@ DESTRUCTIVE = ("service.delete", "model.rm", "key.create", "key.revoke", "stack.
 PINNED_STOPS = ("service.stop", "service.restart")  # destructive when the service is pinned
 
 # The fields a small profile offers of a large operation (admin offers every field).
-_CREATE = ("model", "name", "engine", "command", "health", "port", "config", "replicas", "idle_ttl_s", "pinned",
-           "runtime")
+# service.create for a small profile: a catalog model by name (the catalog picks engine and settings) or any
+# engine by its command line. Offered every field, a small model fills each with a guess (engine "echo", port
+# 8080) and the call fails; admin offers them all.
+_CREATE = ("model", "name", "command", "idle_ttl_s", "pinned")
 FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     "read-only": {"event.list": ("service", "limit"), "catalog.resolve": ("model", "engine", "config")},
     "operator": {"service.create": _CREATE, "event.list": ("service", "limit"),
