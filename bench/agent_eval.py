@@ -87,7 +87,7 @@ def _created_with(name: str, **want: Any) -> Check:
             v = e.d.get(name)
         except Exception:  # noqa: BLE001
             return False, f"{name} does not exist"
-        bad = {k: v.get(k) for k, w in want.items() if (w(v.get(k)) if callable(w) else v.get(k) != w)}
+        bad = {k: v.get(k) for k, w in want.items() if not (w(v.get(k)) if callable(w) else v.get(k) == w)}
         return not bad, f"{name}: {v['state']}" + (f", wrong {bad}" if bad else "")
     return check
 
@@ -136,7 +136,8 @@ def tasks(echo: str) -> list[Task]:
         Task("two-actions", "Start the service web and stop the service api.",
              lambda e: (e.svc("web", state="created"), e.svc("api")), states(web="running", api="stopped")),
         Task("create", f"Create a service named notes for the model notes-model with the command: {echo}",
-             lambda e: None, _created_with("notes", model="notes-model", command=echo)),
+             lambda e: None, _created_with("notes", model="notes-model",
+                                           command=lambda c: "aima.engines.echo" in (c or ""))),
         Task("create-start", f"Create a service named quick for the model quick-model with the command {echo} "
                              f"and start it.", lambda e: None, _created_with("quick", state="running")),
         Task("idle-ttl", f"Create a service named lazy for the model lazy-model with the command {echo} that stops "

@@ -83,7 +83,7 @@ async def ask(ctx: Any, req: AskRequest) -> AsyncIterator[dict[str, Any]]:
     run = _Run(ctx=ctx, req=req, profile=profile, session=loaded.id, tools=toolset(profile))
     yield {"event": "session", "session": loaded.id, "profile": profile, "resumed": loaded.resumed,
            "expired": loaded.expired, "max_rounds": max_rounds}
-    history = loaded.messages + [{"role": "user", "content": await _with_snapshot(ctx, req.prompt)}]
+    history = list(loaded.messages)
     try:
         queue = ctx.bus.subscribe()  # the model's pull and start show as progress, as any long step does
         try:
@@ -95,6 +95,7 @@ async def ask(ctx: Any, req: AskRequest) -> AsyncIterator[dict[str, Any]]:
         run.model = opening.result()
         yield _progress(f"model {run.model.model}" + (f" (service {run.model.served_by})" if run.model.served_by
                                                         else f" at {run.model.base_url}"), model=run.model.model)
+        history.append({"role": "user", "content": await _with_snapshot(ctx, req.prompt, run.model.served_by)})
         async for ev in _rounds(run, history, max_rounds):
             yield ev
     except ModelUnreachable as e:
@@ -321,7 +322,7 @@ async def _drive(ctx: Any, task: asyncio.Future[Any], queue: asyncio.Queue[dict[
             yield ev
 
 
-async def _with_snapshot(ctx: Any, prompt: str) -> str:
+async def _with_snapshot(ctx: Any, prompt: str, own: str | None = None) -> str:
     """The prompt with a one-line look at the services now (names and states), so that even a small model
     starts from the real names instead of guessing them; the tools give the details."""
     from aima.ops.registry import get
@@ -331,11 +332,12 @@ async def _with_snapshot(ctx: Any, prompt: str) -> str:
     except AimaError:
         return prompt
     _mark_idle(ctx, data)
-    rows = data.get("services") or []
+    rows = sorted(data.get("services") or [], key=lambda r: r["name"] == own)  # the agent's own model last
     if not rows:
         return f"(aima now: no services)\n\n{prompt}"
     parts = [f"{r['name']} ({r['state']}" + "".join(f", {w}" for w in ("ready", "idle", "pinned") if r.get(w))
              + (f", model {r['model']}" if r.get("model") and r["model"] != r["name"] else "")
+             + (", the agent's own model" if r["name"] == own else "")
              + (f": {_clip(r['message'], 160)}" if r["state"] == "failed" and r.get("message") else "") + ")"
              for r in rows[:SNAPSHOT_SERVICES]]
     more = f" and {len(rows) - SNAPSHOT_SERVICES} more" if len(rows) > SNAPSHOT_SERVICES else ""

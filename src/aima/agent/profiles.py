@@ -27,9 +27,9 @@ PINNED_STOPS = ("service.stop", "service.restart")  # destructive when the servi
 
 # The fields a small profile offers of a large operation (admin offers every field).
 # service.create for a small profile: a catalog model by name (the catalog picks engine and settings) or any
-# engine by its command line. Offered every field, a small model fills each with a guess (engine "echo", port
-# 8080) and the call fails; admin offers them all.
-_CREATE = ("model", "name", "command", "idle_ttl_s", "pinned")
+# engine by its command line, the name first. Offered every field, a small model fills each with a guess (engine
+# "echo", port 8080, pinned) and the call fails or does more than asked; admin offers them all.
+_CREATE = ("name", "model", "command", "idle_ttl_s")
 FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     "read-only": {"event.list": ("service", "limit"), "catalog.resolve": ("model", "engine", "config")},
     "operator": {"service.create": _CREATE, "event.list": ("service", "limit"),

@@ -97,6 +97,8 @@ def compact_schema(schema: dict[str, Any], fields: tuple[str, ...] | None = None
 
     props = schema.get("properties", {})
     keep = [n for n, p in props.items() if not _hidden(p, defs) and (fields is None or n in fields)]
+    if fields is not None:  # in the order given (what matters first)
+        keep.sort(key=fields.index)
     required = [n for n in schema.get("required", []) if n in keep]
     out: dict[str, Any] = {"type": "object", "properties": {n: walk(props[n]) for n in keep}}
     if required:
