@@ -218,9 +218,9 @@ def test_a_session_keeps_the_conversation(agent_daemon: Daemon, model: ScriptedM
     assert out["session"] == "work-1"
     roles = [(m["role"], m.get("content")) for m in model.requests[-1]["messages"] if m["role"] != "system"]
     # each question starts with a look at the services as they are (here: none)
-    assert roles[0] == ("user", "(aima now: services s1 (created, model echo-model))\n\nhow is the daemon?")
+    assert roles[0] == ("user", "Services now:\n- s1: created, model echo-model\n\nhow is the daemon?")
     assert ("assistant", "first answer") in roles
-    assert roles[-1] == ("user", "(aima now: services s1 (created, model echo-model))\n\nand now?")
+    assert roles[-1] == ("user", "Services now:\n- s1: created, model echo-model\n\nand now?")
     assert json.loads(next(m for m in model.requests[1]["messages"] if m["role"] == "tool")["content"])["services"] == 1
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -45,10 +46,13 @@ IDLE_AFTER_S = 300.0  # a running service without a request for this long is idl
 NUDGES = {
     "look": "Look first: call the tool that shows the facts (service_logs for why a service failed, service_get or "
             "service_list for services, hardware_detect for the machine), then answer.",
+    "retry": "Your last call failed. Read its error, fix the call (use a service name from the list) and call "
+             "again; or, if it cannot be done, say why.",
     "verify": "Verify: call service_list now to see the state after your change. If any part of the request is not "
               "done yet, do it with the next call; else answer.",
 }
-SNAPSHOT_SERVICES = 25  # services named in the look at the state that starts each ask
+SNAPSHOT_SERVICES = 25
+_ECHOED = re.compile(r"<tool_response>.*?(</tool_response>|$)", re.S)  # a small model repeating a result back  # services named in the look at the state that starts each ask
 
 
 @dataclass
@@ -151,7 +155,7 @@ async def _rounds(run: _Run, history: list[dict[str, Any]], max_rounds: int) -> 
                     f"{', '.join(t.function_name for t in run.tools.values())}. Call one of them, or answer in plain "
                     f"words.")})
                 continue
-            answer = (reading.text or message.get("content") or "").strip()
+            answer = _ECHOED.sub("", reading.text or message.get("content") or "").strip()
             history.append({"role": "assistant", "content": answer})
             if guided:  # a small model's prose may misstate a result: the results themselves, rendered in code
                 seen = [f"{st['tool']}: {st['summary']}" for st in run.steps if st["outcome"] == "ok"]
@@ -189,6 +193,8 @@ def _nudge(run: _Run, guided: bool, nudged: set[str]) -> str | None:
     steps = run.steps[run.first_step:]
     if not steps and "look" not in nudged:
         return "look"
+    if steps and steps[-1]["outcome"] == "error" and "retry" not in nudged:
+        return "retry"
     if steps and "verify" not in nudged:
         mutating = [i for i, st in enumerate(steps) if st["outcome"] == "ok" and st["op"]
                     and run.tools[st["op"]].mutating]
@@ -334,14 +340,15 @@ async def _with_snapshot(ctx: Any, prompt: str, own: str | None = None) -> str:
     _mark_idle(ctx, data)
     rows = sorted(data.get("services") or [], key=lambda r: r["name"] == own)  # the agent's own model last
     if not rows:
-        return f"(aima now: no services)\n\n{prompt}"
-    parts = [f"{r['name']} ({r['state']}" + "".join(f", {w}" for w in ("ready", "idle", "pinned") if r.get(w))
+        return f"Services now: none\n\n{prompt}"
+    lines = [f"- {r['name']}: {r['state']}" + "".join(f", {w}" for w in ("ready", "idle", "pinned") if r.get(w))
              + (f", model {r['model']}" if r.get("model") and r["model"] != r["name"] else "")
              + (", the agent's own model" if r["name"] == own else "")
-             + (f": {_clip(r['message'], 160)}" if r["state"] == "failed" and r.get("message") else "") + ")"
+             + (f" ({_clip(r['message'], 160)})" if r["state"] == "failed" and r.get("message") else "")
              for r in rows[:SNAPSHOT_SERVICES]]
-    more = f" and {len(rows) - SNAPSHOT_SERVICES} more" if len(rows) > SNAPSHOT_SERVICES else ""
-    return f"(aima now: services {', '.join(parts)}{more})\n\n{prompt}"
+    if len(rows) > SNAPSHOT_SERVICES:
+        lines.append(f"- and {len(rows) - SNAPSHOT_SERVICES} more (service_list shows them)")
+    return "Services now:\n" + "\n".join(lines) + f"\n\n{prompt}"
 
 
 def _clip(text: str, width: int) -> str:

@@ -30,6 +30,10 @@ PINNED_STOPS = ("service.stop", "service.restart")  # destructive when the servi
 # engine by its command line, the name first. Offered every field, a small model fills each with a guess (engine
 # "echo", port 8080, pinned) and the call fails or does more than asked; admin offers them all.
 _CREATE = ("name", "model", "command", "idle_ttl_s")
+# Fields the agent offers under another name (the operation's own name is understood too). A call is written
+# {"name": TOOL, "arguments": {...}}: a small model then leaves out service.create's own "name" argument, and
+# "service" is what every other service tool calls a service's name.
+RENAMES: dict[str, dict[str, str]] = {"service.create": {"name": "service"}}
 FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     "read-only": {"event.list": ("service", "limit"), "catalog.resolve": ("model", "engine", "config")},
     "operator": {"service.create": _CREATE, "event.list": ("service", "limit"),

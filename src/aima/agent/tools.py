@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from aima.agent.profiles import DESCRIPTIONS, FIELDS, offered
+from aima.agent.profiles import DESCRIPTIONS, FIELDS, RENAMES, offered
 from aima.ops.registry import Operation, load_all
 
 DROP_KEYS = ("title", "default", "examples", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
@@ -33,6 +33,7 @@ class Tool:
     description: str
     parameters: dict[str, Any]
     fields: tuple[str, ...] = field(default=())
+    renamed: dict[str, str] = field(default_factory=dict)  # offered name -> the operation's field
 
     @property
     def function_name(self) -> str:
@@ -113,8 +114,14 @@ def _hidden(prop: dict[str, Any], defs: dict[str, Any]) -> bool:
 def make_tool(op: Operation, profile: str) -> Tool:
     fields = FIELDS.get(profile, {}).get(op.name)
     params = compact_schema(op.input.model_json_schema(), fields)
+    renames = RENAMES.get(op.name, {})  # op field -> the name the model sees
+    if renames:
+        params["properties"] = {renames.get(k, k): v for k, v in params["properties"].items()}
+        if "required" in params:
+            params["required"] = [renames.get(k, k) for k in params["required"]]
     return Tool(name=op.name, op=op, description=DESCRIPTIONS.get(op.name) or one_line(op.summary),
-                parameters=params, fields=tuple(params["properties"]))
+                parameters=params, fields=tuple(params["properties"]),
+                renamed={v: k for k, v in renames.items() if k in params["properties"] or v in params["properties"]})
 
 
 def profile_descriptions(profile: str, descriptions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -161,12 +168,15 @@ def check_arguments(tool: Tool, args: Any) -> tuple[dict[str, Any], list[str]]:
         raise ValueError(f"the arguments of {tool.function_name} must be a JSON object "
                          f"with {', '.join(tool.fields) or 'no fields'}")
     args = dict(args)
+    for shown, own in tool.renamed.items():  # the operation's own name for a renamed field is understood too
+        if own in args and shown not in args:
+            args[shown] = args.pop(own)
     for want in tool.parameters.get("required", []):  # a required field given under another common name
         if want not in args:
             alias = next((a for a in SYNONYMS.get(want, ()) if a in args and a not in tool.fields), None)
             if alias is not None:
                 args[want] = args.pop(alias)
-    kept = {k: v for k, v in args.items() if k in tool.fields and v is not None}
+    kept = {tool.renamed.get(k, k): v for k, v in args.items() if k in tool.fields and v is not None}
     dropped = [k for k in args if k not in tool.fields]
     return kept, dropped
 
