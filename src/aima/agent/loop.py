@@ -51,8 +51,8 @@ NUDGES = {
     "verify": "Verify: call service_list now to see the state after your change. If any part of the request is not "
               "done yet, do it with the next call; else answer.",
 }
-SNAPSHOT_SERVICES = 25
-_ECHOED = re.compile(r"<tool_response>.*?(</tool_response>|$)", re.S)  # a small model repeating a result back  # services named in the look at the state that starts each ask
+SNAPSHOT_SERVICES = 25  # services named in the look at the state that starts each ask
+_ECHOED = re.compile(r"<tool_response>.*?(</tool_response>|$)", re.S)  # a small model repeating a result back
 
 
 @dataclass
