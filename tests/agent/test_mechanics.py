@@ -238,3 +238,44 @@ def test_results_are_cut_to_fit_the_context_counted_by_the_engine(tmp_path: Path
         assert len(tool_msg) < 1400  # ~256 tokens of 4 characters, and the note
     finally:
         d.cleanup()
+
+
+@pytest.mark.parametrize("reply", ["y", "n"])
+def test_on_a_terminal_the_cli_asks_y_or_n(agent_daemon: Daemon, model: ScriptedModel, reply: str) -> None:
+    """The real `aima ask` on a pseudo-terminal: it shows the exact call and waits for y/N."""
+    import os
+    import pty
+    import subprocess
+    import time
+
+    from tests.support.daemon import AIMA
+
+    d = agent_daemon
+    d.create("echo-model", name="victim")
+    model.plan = [call("service_delete", service="victim"), answer("done")]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([AIMA, "ask", "--profile", "admin", "delete victim"], env=d.env, stdin=slave,
+                            stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while b"[y/N]" not in seen and time.monotonic() < deadline:
+            seen += os.read(master, 4096)
+        assert b'Allow service_delete {"service": "victim"}? (service.delete is destructive) [y/N]' in seen, seen
+        os.write(master, reply.encode() + b"\n")
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    names = [s["name"] for s in d.op("service.list")["services"]]
+    assert names == ([] if reply == "y" else ["victim"])
+    decision = audit(d)[0]
+    assert (decision["outcome"], decision["approval"]) == (("approved", "terminal") if reply == "y"
+                                                          else ("denied", "terminal"))
