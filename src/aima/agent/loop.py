@@ -160,7 +160,7 @@ async def _rounds(run: _Run, history: list[dict[str, Any]], max_rounds: int) -> 
             if guided:  # a small model's prose may misstate a result: the results themselves, rendered in code
                 seen = [f"{st['tool']}: {st['summary']}" for st in run.steps if st["outcome"] == "ok"]
                 if seen:
-                    answer += "\n\n(from the tools — " + "; ".join(seen[-4:]) + ")"
+                    answer = (answer + "\n\n(from the tools — " + "; ".join(seen[-4:]) + ")").strip()
             yield {"event": "answer", "answer": answer, "session": run.session, "steps": run.steps, "rounds": rnd,
                    "model": model.model, "usage": model.usage.dump(), "tokens_counted": model.counts_exactly}
             return
