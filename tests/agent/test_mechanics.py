@@ -100,7 +100,7 @@ def test_a_destructive_call_needs_approval(agent_daemon: Daemon, model: Scripted
     model.plan = [call("service_delete", service="doomed"), lambda b: answer(last_tool_result(b))]
     r = d.cli("ask", "--profile", "admin", "delete doomed")  # no terminal here, and no --yes: denied
     assert r.returncode == 0, r.stderr
-    assert "⊘ denied (no terminal and no --yes)" in r.stdout
+    assert "  ⊘ denied (no terminal and no --yes)\n" in r.stdout
     assert model.requests[1]["messages"][-1]["content"].startswith("denied:")
     assert [s["name"] for s in d.op("service.list")["services"]] == ["doomed"]  # nothing was deleted
     model.plan = [call("service_delete", service="doomed"), answer("deleted")]

@@ -134,6 +134,7 @@ async def _rounds(run: _Run, history: list[dict[str, Any]], max_rounds: int) -> 
     corrections = 0
     guided = run.ctx.settings.agent_guided if run.ctx.settings.agent_guided is not None else bool(model.served_by)
     nudged: set[str] = set()
+    before = ""  # what the model said before it was nudged: its answer if it then says nothing
     run.first_step = len(run.steps)
     for rnd in range(1, max_rounds + 1):
         extra = [] if max_rounds - rnd >= 3 else [{"role": "system", "content": CAP_NOTE.format(left=max_rounds - rnd)}]
@@ -144,6 +145,7 @@ async def _rounds(run: _Run, history: list[dict[str, Any]], max_rounds: int) -> 
             nudge = _nudge(run, guided, nudged) if not reading.unknown else None
             if nudge is not None:
                 nudged.add(nudge)
+                before = _ECHOED.sub("", reading.text or message.get("content") or "").strip() or before
                 history.append({"role": "assistant", "content": message.get("content") or ""})
                 history.append({"role": "user", "content": NUDGES[nudge]})
                 continue
@@ -155,10 +157,12 @@ async def _rounds(run: _Run, history: list[dict[str, Any]], max_rounds: int) -> 
                     f"{', '.join(t.function_name for t in run.tools.values())}. Call one of them, or answer in plain "
                     f"words.")})
                 continue
-            answer = _ECHOED.sub("", reading.text or message.get("content") or "").strip()
+            answer = _ECHOED.sub("", reading.text or message.get("content") or "").strip() or before
             history.append({"role": "assistant", "content": answer})
             if guided:  # a small model's prose may misstate a result: the results themselves, rendered in code
-                seen = [f"{st['tool']}: {st['summary']}" for st in run.steps if st["outcome"] == "ok"]
+                seen = [f"{st['tool']}: " + (st["summary"] if st["outcome"] == "ok" else f"{st['outcome']}, "
+                                             f"{st['summary']}".replace("denied, denied", "denied"))
+                        for st in run.steps]
                 if seen:
                     answer = (answer + "\n\n(from the tools — " + "; ".join(seen[-4:]) + ")").strip()
             yield {"event": "answer", "answer": answer, "session": run.session, "steps": run.steps, "rounds": rnd,

@@ -91,7 +91,7 @@ def ask(url: str, api_key: str | None, body: dict[str, Any], output: str) -> int
             elif kind == "needs_approval":
                 _approve(url, api_key, ev)
             elif kind == "result":
-                extra = f" [{ev['approval']}]" if ev.get("approval") else ""
+                extra = f" [{ev['approval']}]" if ev.get("approval") and ev["outcome"] != "denied" else ""
                 print(f"  {MARK.get(ev['outcome'], '?')} {ev['summary']}{extra}", file=out, flush=True)
             elif kind == "answer":
                 if human:
