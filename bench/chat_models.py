@@ -70,8 +70,9 @@ def agent_prompt_seconds(d: Daemon, name: str) -> tuple[float, float]:
     """Seconds for one agent-shaped request (operator tools + system prompt, cold), then again (prefix cached)."""
     from aima.agent.prompt import system_prompt
     from aima.agent.tools import openai_tools, toolset
+    from aima.ops.registry import load_all
 
-    body = {"model": name, "temperature": 0, "max_tokens": 48, "tools": openai_tools(toolset("operator")),
+    body = {"model": name, "temperature": 0, "max_tokens": 48, "tools": openai_tools(toolset("operator", load_all())),
             "tool_choice": "auto", "messages": [{"role": "system", "content": system_prompt("operator")},
                                                 {"role": "user", "content": "Which services are running?"}]}
     out = []

@@ -12,7 +12,7 @@ CLI exit code, and its message says what happened, to what, and what to do next:
      │    └── PortInUse            409  exit 5
      ├── Unavailable               503  exit 6
      │    └── DaemonUnreachable    503  exit 6   (CLI side: no daemon at --url)
-     ├── Unauthorized              401  exit 7
+     ├── Unauthorized              401  exit 7   (no valid API key: the CLI reads a 401 as this)
      ├── EngineError               502  exit 8   (an engine failed to start or answer)
      ├── TimedOut                  504  exit 9
      └── StoreError                500  exit 3   (database unreadable, corrupt, or locked)

@@ -7,6 +7,7 @@ import json
 
 from aima.agent.calls import read
 from aima.agent.tools import check_arguments, compact_schema, one_line, toolset
+from aima.ops.registry import load_all
 
 OFFERED = {"service_list", "service.list", "service_get", "service.get", "service_stop", "service.stop"}
 
@@ -47,7 +48,7 @@ def test_prose_with_json_is_an_answer_and_unknown_tools_are_noticed() -> None:
 
 
 def test_compact_schemas_and_argument_checks() -> None:
-    tools = toolset("operator")
+    tools = toolset("operator", load_all())
     create = tools["service.create"]
     keys: set[str] = set()
 

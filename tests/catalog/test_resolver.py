@@ -11,7 +11,7 @@ import pytest
 
 from aima.catalog.loader import Catalog, load, shipped_dir
 from aima.catalog.resolver import Plan, resolve
-from aima.controller.reconciler import render_command
+from aima.controller.launch import render_command
 from aima.errors import InsufficientMemory, InvalidInput, NotFound
 from tests.catalog.machines import RECORDED, GiB, facts, with_gpu_free, with_ram_available
 

@@ -77,7 +77,7 @@ def _daemon(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[
     port = free_port()
     e = {k: v for k, v in os.environ.items() if k != "AIMA_API_KEY"}
     e.update({"AIMA_HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})})
-    p = subprocess.Popen([PY, "-m", "aima.server.daemon", "--port", str(port), *args], env=e,
+    p = subprocess.Popen([PY, "-m", "aima.surfaces.daemon", "--port", str(port), *args], env=e,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     return p, port
 

@@ -146,10 +146,11 @@ def app_url(ops: dict[str, Any], ctx: Any) -> Iterator[str]:
     import uvicorn
 
     from aima.server.app import create_app
+    from aima.surfaces import mounts
     from tests.support.daemon import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx.settings, ctx), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx.settings, ctx, mounts()), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="on"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()

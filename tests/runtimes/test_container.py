@@ -9,10 +9,11 @@ import pytest
 
 from aima.catalog.schema import Image
 from aima.errors import InvalidInput, Unavailable
-from aima.runtimes.base import LaunchSpec, describe_exit
-from aima.runtimes.choice import Facts, choose
+from aima.runtimes.base import LaunchSpec, Options, ServicePlan, Verdict, describe_exit
+from aima.runtimes.choice import choose
 from aima.runtimes.container import (
     ContainerOptions,
+    DockerOptions,
     Gpu,
     container_config,
     container_name,
@@ -156,42 +157,76 @@ def test_container_states_and_exit_codes_read_like_processes() -> None:
 
 
 # ---------------------------------------------------------------------------- runtime choice
-def _facts(**kw: object) -> Facts:
-    base: dict[str, object] = dict(asked="auto", engine="vllm", prefer="docker", images=["vllm/vllm-openai:v1"])
+class Answers:
+    """A runtime's answers to the choice (``choose`` decides from these alone): what it claims, whether it
+    could run the plan and why, and its option fields."""
+
+    def __init__(self, name: str, describe: str, applies_to: str, options: type[Options], *,
+                 usable: bool = True, why: str = "", fallback: bool = False, claims: str | None = None):
+        self.name, self.describe, self.applies_to, self.Options = name, describe, applies_to, options
+        self.verdict = Verdict(usable, why, fallback)
+        self._claims = claims
+        self.asked = 0
+
+    def claims(self, plan: ServicePlan) -> str | None:
+        return self._claims
+
+    def consider(self, plan: ServicePlan) -> Verdict:
+        self.asked += 1
+        return self.verdict
+
+
+class NoOptions(Options):
+    pass
+
+
+def _plan(**kw: object) -> ServicePlan:
+    base: dict[str, object] = dict(model="m", engine="vllm", command="vllm serve", prefer="docker")
     base.update(kw)
-    return Facts(**base)  # type: ignore[arg-type]
+    return ServicePlan(**base)  # type: ignore[arg-type]
+
+
+def _runtimes(native: dict[str, object] | None = None, docker: dict[str, object] | None = None) -> dict[str, object]:
+    n: dict[str, object] = {"usable": True, "why": "it is installed here", **(native or {})}
+    d: dict[str, object] = {"usable": True, "why": "Docker answers and image vllm/vllm-openai:v1 can be pulled",
+                            **(docker or {})}
+    return {"native": Answers("native", "natively", "processes", NoOptions, **n),  # type: ignore[arg-type]
+            "docker": Answers("docker", "in a container", "containers", DockerOptions, **d)}  # type: ignore[arg-type]
 
 
 def test_runtime_choice_follows_preference_and_availability_and_says_why() -> None:
-    def up() -> bool:
-        return True
-
-    def down() -> bool:
-        return False
-
-    def why_down() -> str:
-        return "Docker is not reachable at DOCKER_HOST=unix:///nope: refused"
-
-    assert choose(_facts(asked="native")) == ("native", "--runtime native was asked for")
-    assert choose(_facts(asked="docker", docker_answers=up))[0] == "docker"
-    with pytest.raises(Unavailable, match="DOCKER_HOST=unix:///nope"):
-        choose(_facts(asked="docker", docker_answers=down, docker_error=why_down))
-    with pytest.raises(InvalidInput, match="--image"):
-        choose(_facts(asked="docker", images=[], custom=True))
-    rt, why = choose(_facts(docker_answers=up))
+    down = {"usable": False, "why": "Docker is not reachable at DOCKER_HOST=unix:///nope: refused"}
+    missing = {"usable": False, "why": "vllm cannot be imported here", "fallback": True}
+    assert choose("native", _plan(), _runtimes()) == ("native", "--runtime native was asked for")
+    assert choose("docker", _plan(), _runtimes(docker=down))[0] == "docker"  # (its define then refuses)
+    with pytest.raises(InvalidInput, match="does not exist"):
+        choose("kubernetes", _plan(), _runtimes())
+    rt, why = choose("auto", _plan(), _runtimes())
     assert rt == "docker" and "prefers docker" in why
-    rt, why = choose(_facts(docker_answers=down, docker_error=why_down))  # installed natively: falls back
+    rt, why = choose("auto", _plan(), _runtimes(docker=down))  # installed natively: falls back
     assert rt == "native" and "DOCKER_HOST=unix:///nope" in why and "runs natively" in why
     with pytest.raises(Unavailable, match="cannot run natively"):
-        choose(_facts(docker_answers=down, docker_error=why_down, native_missing=["vllm"]))
-    llama = dict(engine="llama-cpp", prefer="native", images=["ghcr.io/x:latest"])
-    assert choose(_facts(**llama))[0] == "native"  # installed: Docker is never asked
-    rt, why = choose(_facts(**llama, native_missing=["llama_cpp.server"], docker_answers=up,
-                            image_present=lambda: "ghcr.io/x:latest"))
-    assert rt == "docker" and "ghcr.io/x:latest is on this machine" in why
-    assert choose(_facts(**llama, native_missing=["llama_cpp.server"], docker_answers=down))[0] == "native"
-    # custom commands: --image means a container, none means a process
-    assert choose(_facts(custom=True, images=[]))[0] == "native"
-    assert choose(_facts(custom=True, docker_answers=up))[0] == "docker"
-    with pytest.raises(Unavailable):
-        choose(_facts(custom=True, docker_answers=down, docker_error=why_down))
+        choose("auto", _plan(), _runtimes(native=missing, docker=down))
+    llama = dict(engine="llama-cpp", prefer="native")
+    rts = _runtimes()
+    assert choose("auto", _plan(**llama), rts)[0] == "native"
+    assert rts["docker"].asked == 0  # type: ignore[attr-defined]  # installed: Docker is never asked
+    present = {"why": "Docker answers and image ghcr.io/x:latest is on this machine"}
+    rt, why = choose("auto", _plan(**llama), _runtimes(native=missing, docker=present))
+    assert rt == "docker" and "ghcr.io/x:latest is on this machine" in why and "in a container" in why
+    # nothing usable, but the preferred runtime's own start will say what is missing
+    rt, why = choose("auto", _plan(**llama), _runtimes(native=missing, docker=down))
+    assert rt == "native" and "cannot be imported" in why
+    # custom commands: --image means a container (claimed), none means a process
+    custom = dict(engine="custom", prefer=None)
+    rts = _runtimes(native={"why": "a custom command without --image runs as a process"},
+                    docker={"claims": "--image was given: it runs in a container"})
+    assert choose("auto", _plan(**custom), rts) == ("docker", "auto: --image was given: it runs in a container")
+    rt, why = choose("auto", _plan(**custom), _runtimes(native={"why": "a custom command without --image runs as a "
+                                                                      "process"}))
+    assert rt == "native" and "without --image" in why
+    # options of a runtime that was not chosen are refused, naming the runtime to ask for
+    with pytest.raises(InvalidInput, match="--cpus applies to containers, but this service runs natively"):
+        choose("native", _plan(given={"cpus": 1.0}), _runtimes())
+    with pytest.raises(InvalidInput, match="--image, --memory-limit apply to containers.*add --runtime docker"):
+        choose("native", _plan(given={"images": ["x:1"], "memory_limit": "1GiB"}), _runtimes())

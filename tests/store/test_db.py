@@ -119,7 +119,7 @@ def test_unusable_database_is_one_clear_line(tmp_path: Path, damage: str) -> Non
     env = {**os.environ, "AIMA_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     env.pop("AIMA_URL", None)
     commands = {
-        "daemon": [PY, "-m", "aima.server.daemon", "--port", str(port)],
+        "daemon": [PY, "-m", "aima.surfaces.daemon", "--port", str(port)],
         "aima start": [AIMA, "start", "--port", str(port)],
         "aima start --detach": [AIMA, "start", "--detach", "--port", str(port), "--timeout", "30"],
     }

@@ -82,7 +82,7 @@ class Daemon:
     def start(self, timeout: float = 30) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.home / "daemon-test.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([PY, "-m", "aima.server.daemon", "--port", str(self.port)],
+        self.proc = subprocess.Popen([PY, "-m", "aima.surfaces.daemon", "--port", str(self.port)],
                                      env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         log.close()

@@ -175,12 +175,9 @@ Progress = Callable[[str], None]
 
 
 def daemon_url(ctx: Any) -> str:
-    """This daemon's own URL (what it wrote into its pid file), for the agent's calls to /v1."""
-    from aima.server.daemon import read_pid_file
-
-    info = read_pid_file(ctx.settings.pid_file) or {}
-    if info.get("url"):
-        return str(info["url"])
+    """This daemon's own URL, for the agent's calls to /v1."""
+    if ctx.url:
+        return str(ctx.url)
     host = ctx.settings.host if ctx.settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
     return f"http://{host}:{ctx.settings.port}"
 
@@ -209,15 +206,13 @@ async def remote_model(ctx: Any) -> ChatModel:
 async def self_served_model(ctx: Any, api_key: str | None, progress: Progress) -> ChatModel:
     """The agent's own model, served by this daemon (pulled, created and started when needed)."""
     from aima.catalog import loader
-    from aima.ops.registry import get
-
     s = ctx.settings
     wanted = s.agent_model or DEFAULT_MODEL
     catalog = await asyncio.to_thread(lambda: loader.load([d for d in (loader.shipped_dir(),
                                                                          loader.overlay_dir(s.home)) if d.is_dir()]))
     entry = catalog.find_model(wanted)
     model = entry.name if entry is not None else wanted
-    listed = (await get("service.list").call(ctx, {})).model_dump(mode="json")["services"]
+    listed = (await ctx.call("service.list", {})).model_dump(mode="json")["services"]
     mine = [v for v in listed if v["model"] == model or v["name"] == wanted]
     mine.sort(key=lambda v: (not v["ready"], v["state"] == "failed"))
     if mine and mine[0]["ready"]:
@@ -231,13 +226,13 @@ async def self_served_model(ctx: Any, api_key: str | None, progress: Progress) -
                                        f"set AIMA_AGENT_MODEL to a catalog model or AIMA_AGENT_BASE_URL to an endpoint")
             progress(f"the agent's model {model} is not served yet: pulling it (once) and starting it")
             try:
-                await get("model.pull").call(ctx, {"model": model})
-                created = await get("service.create").call(ctx, {"model": model, "idle_ttl_s": s.agent_idle_ttl_s})
+                await ctx.call("model.pull", {"model": model})
+                created = await ctx.call("service.create", {"model": model, "idle_ttl_s": s.agent_idle_ttl_s})
             except AimaError as e:
                 raise ModelUnreachable(f"the agent's model {model} could not be set up: {e.message}") from None
             name = created.model_dump()["name"]
         progress(f"starting {name} (the agent's model) and waiting until it is ready")
-        out = (await get("service.start").call(ctx, {"service": name, "timeout_s": s.agent_tool_timeout_s})
+        out = (await ctx.call("service.start", {"service": name, "timeout_s": s.agent_tool_timeout_s})
                ).model_dump(mode="json")
         if out["outcome"] != "ready":
             raise ModelUnreachable(f"the agent's model service {name} is {out['outcome']}: {out['message']} "

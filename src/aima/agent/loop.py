@@ -84,7 +84,7 @@ async def ask(ctx: Any, req: AskRequest) -> AsyncIterator[dict[str, Any]]:
     profile = check_profile(req.profile)
     max_rounds = req.max_rounds or s.agent_max_rounds
     loaded = store.load_session(ctx.db, req.session)
-    run = _Run(ctx=ctx, req=req, profile=profile, session=loaded.id, tools=toolset(profile))
+    run = _Run(ctx=ctx, req=req, profile=profile, session=loaded.id, tools=toolset(profile, ctx.operations()))
     yield {"event": "session", "session": loaded.id, "profile": profile, "resumed": loaded.resumed,
            "expired": loaded.expired, "max_rounds": max_rounds}
     history = list(loaded.messages)
@@ -335,10 +335,8 @@ async def _drive(ctx: Any, task: asyncio.Future[Any], queue: asyncio.Queue[dict[
 async def _with_snapshot(ctx: Any, prompt: str, own: str | None = None) -> str:
     """The prompt with a one-line look at the services now (names and states), so that even a small model
     starts from the real names instead of guessing them; the tools give the details."""
-    from aima.ops.registry import get
-
     try:
-        data = (await get("service.list").call(ctx, {})).model_dump(mode="json")
+        data = (await ctx.call("service.list", {})).model_dump(mode="json")
     except AimaError:
         return prompt
     _mark_idle(ctx, data)

@@ -15,11 +15,25 @@ operation itself then validates the values (a bad value is an error the model re
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from aima.agent.profiles import DESCRIPTIONS, FIELDS, RENAMES, offered
-from aima.ops.registry import Operation, load_all
+
+
+class Operation(Protocol):
+    """What the agent reads of an operation (``aima.ops.registry.Operation``: the operations hand themselves
+    to the agent, which sits below them)."""
+
+    name: str
+    summary: str
+    mutating: bool
+    input: type[BaseModel]
+
+    async def call(self, ctx: Any, data: Any) -> BaseModel: ...
 
 DROP_KEYS = ("title", "default", "examples", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
              "exclusiveMaximum", "pattern", "minItems", "maxItems", "format", "additionalProperties")
@@ -137,9 +151,8 @@ def profile_descriptions(profile: str, descriptions: list[dict[str, Any]]) -> li
     return out
 
 
-def toolset(profile: str) -> dict[str, Tool]:
-    """The tools a profile offers, by operation name, in the registry's order."""
-    ops = load_all()
+def toolset(profile: str, ops: Mapping[str, Operation]) -> dict[str, Tool]:
+    """The tools a profile offers of ``ops`` (the registry), by operation name, in the registry's order."""
     return {name: make_tool(ops[name], profile) for name in offered(profile, ops)}
 
 

@@ -440,7 +440,7 @@ def model_location(model: Model, variant: Variant, src: Source, home: Path) -> P
     return folder
 
 
-def _module_present(module: str) -> bool:
+def module_present(module: str) -> bool:
     """Whether a (dotted) module can be found, without importing it or its parents."""
     top, _, rest = module.partition(".")
     try:
@@ -582,7 +582,7 @@ def _plan(model: Model, requested: str, v: Variant, eng: Engine, m: Match, profi
     argv += [eng.primary_port.flag, "{port}"]
     argv += book.argv()
     if eng.runtime.prefer == "native":
-        missing = [mod for mod in eng.install.python_modules if not _module_present(mod)]
+        missing = [mod for mod in eng.install.python_modules if not module_present(mod)]
         if missing:
             notes.append(f"{', '.join(missing)} cannot be imported by {sys.executable}; install "
                          f"{' '.join(eng.install.pip) or 'the engine'} first")

@@ -1,7 +1,9 @@
-"""The route table: which ready instances serve which model, kept current from controller events.
+"""The route table: which ready instances serve which model, kept current from controller events; and
+``pick``, the choice of an instance (least outstanding requests first).
 
-The reconciler never calls the gateway; it publishes events and this table listens. On boot the
-table is rebuilt from the database right after re-adoption (lifecycle rule 11).
+The reconciler never calls the table; it publishes events and this table listens. On boot the table is
+rebuilt from the database right after re-adoption (lifecycle rule 11). ``acquire`` (the one way to a
+ready engine, for the gateway and the inference operations) reads it.
 
 A request names a model by the service's name, the model's name, or one of the catalog's aliases of
 that model: exact matches only, in that order (a service name wins over a model name, a model name
@@ -12,16 +14,15 @@ of instance state).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
-from aima.store.db import Database
-from aima.store.tables import InstanceRow, ServiceRow
+from aima.runtimes.local import connect_host
+from aima.store.repositories import Instances, Services
 
 log = logging.getLogger("aima.gateway")
 
@@ -36,7 +37,7 @@ class Endpoint:
     replica: int = 0
 
     def __post_init__(self) -> None:
-        self.connect_host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        self.connect_host = connect_host(self.host)
 
     @property
     def url(self) -> str:
@@ -118,27 +119,25 @@ class RouteTable:
                 by_alias.setdefault(a, []).append(r)
         self._by_name, self._by_model, self._by_alias = by_name, by_model, by_alias
 
-    def rebuild(self, db: Database) -> None:
-        with db.session() as s:
-            services = {r.id: ServiceRoute(r.id, r.name, r.model, r.created_at, state=r.state,
-                                           kind=catalog_kind(r.model, r.engine, r.config))
-                        for r in s.scalars(select(ServiceRow))}
-            for i in s.scalars(select(InstanceRow).where(InstanceRow.state == "running",
-                                                         InstanceRow.ready.is_(True))):
-                route = services.get(i.service_id)
-                if route is not None and i.port:
-                    route.endpoints[i.id] = Endpoint(i.id, i.service_id, i.host, i.port, replica=i.replica)
-        for r in services.values():
+    def rebuild(self, services: Services, instances: Instances) -> None:
+        routes = {r.id: ServiceRoute(r.id, r.name, r.model, r.created_at, state=r.state,
+                                     kind=catalog_kind(r.model, r.engine, r.config))
+                  for r in services.list()}
+        for i in instances.ready():
+            route = routes.get(i.service_id)
+            if route is not None and i.port:
+                route.endpoints[i.id] = Endpoint(i.id, i.service_id, i.host, i.port, replica=i.replica)
+        for r in routes.values():
             r.aliases = self._aliases_of(r.model)
         with self._lock:
-            for sid, r in services.items():  # keep what the gateway learned about use
+            for sid, r in routes.items():  # keep what the gateway learned about use
                 old = self._services.get(sid)
                 if old is not None:
                     r.last_used, r.active = old.last_used, old.active
                     for iid, ep in r.endpoints.items():
                         if iid in old.endpoints:
                             ep.inflight = old.endpoints[iid].inflight
-            self._services = services
+            self._services = routes
             self._reindex()
 
     def on_event(self, ev: dict[str, Any]) -> None:
@@ -194,28 +193,10 @@ class RouteTable:
             return [r]
         return self._by_model.get(name) or self._by_alias.get(name) or []
 
-    @staticmethod
-    def loadable(db: Database, routes: list[ServiceRoute]) -> tuple[ServiceRoute, ServiceRow] | None:
-        """Of services none of which is ready, the one to load on demand (it has an idle TTL): one already
-        on its way up first, else the first. None: no service here is loaded on demand."""
-        with db.session() as s:
-            rows = [(r, s.get(ServiceRow, r.service_id)) for r in routes]
-        loadable = [(r, row) for r, row in rows if row is not None and row.idle_ttl_s is not None]
-        if not loadable:
-            return None
-        return next(((r, w) for r, w in loadable if w.desired == "running"), loadable[0])
-
-    def lookup(self, model: str) -> ServiceRoute | None:
-        routes = self.resolve(model)
-        return routes[0] if routes else None
-
     def get(self, service_id: str) -> ServiceRoute | None:
         return self._services.get(service_id)
 
     # ------------------------------------------------------------------ use (read by the reconciler)
-    def touch(self, route: ServiceRoute) -> None:
-        route.last_used = time.time()
-
     def last_used(self, service_id: str) -> float | None:
         r = self._services.get(service_id)
         return r.last_used if r is not None else None
@@ -223,3 +204,28 @@ class RouteTable:
     def inflight(self, service_id: str) -> int:
         r = self._services.get(service_id)
         return r.active if r is not None else 0
+
+
+_turn = itertools.count()
+
+
+def pick(routes: Iterable[ServiceRoute], exclude: Endpoint | None = None) -> tuple[ServiceRoute, Endpoint] | None:
+    """The ready endpoint with the fewest requests in flight over ``routes`` (None when none is ready); ties
+    go round-robin, so that sequential requests spread over idle replicas too."""
+    best: list[tuple[ServiceRoute, Endpoint]] = []
+    low = 1 << 62
+    for r in routes:
+        for ep in r.endpoints.values():
+            if ep is exclude:
+                continue
+            n = ep.inflight
+            if n < low:
+                low = n
+                best = [(r, ep)]
+            elif n == low:
+                best.append((r, ep))
+    if not best:
+        return None
+    if len(best) == 1:
+        return best[0]
+    return best[next(_turn) % len(best)]

@@ -1,10 +1,11 @@
 """The OpenAI-compatible front door at ``/v1``, on the daemon's one port.
 
-- ``routes``: the route table (model name, service name or catalog alias -> ready instances), kept
-  from controller events; per service the last use and requests in flight (read for idle unload).
-- ``router``: the lean ASGI routes (``Door`` checks API keys first, then serves ``/v1`` ahead of FastAPI),
-  not-ready handling and load on demand (the reconciler starts the service; the request waits).
+- ``router``: the ``/v1`` routes the daemon's HTTP protocol (``server.http``) hands each request to:
+  ``/v1/models``, relaying to the chosen engine (streaming, cancellation, retry on another replica),
+  errors in OpenAI's shape. The instance is chosen, and a service loaded on demand, by
+  ``controller.acquire`` (the route table is ``controller.routes``).
 - ``proxy``: the pooled keep-alive HTTP/1.1 client to engines (streaming, cancellation).
 - ``bodies``: the ``model`` of JSON, form and multipart bodies, rewritten to the served name and back.
-- ``balancing``: least outstanding requests first. ``auth``: API keys. ``metrics``: ``/metrics``.
+- ``metrics``: ``/metrics`` (Prometheus), counting every request of the gateway and of the inference
+  operations.
 """

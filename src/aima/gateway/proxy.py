@@ -252,9 +252,6 @@ class Pool:
                 c.abort()
         self._idle.clear()
 
-    def idle_count(self) -> int:
-        return sum(len(v) for v in self._idle.values())
-
 
 def request_head(method: str, target: bytes, host: str, port: int, headers: list[tuple[bytes, bytes]],
                  length: int | None) -> bytes:

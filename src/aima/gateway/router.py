@@ -13,8 +13,8 @@ reconciler starts it and the request waits (bounded by the service's health time
 unreachable: another ready instance is tried, else 502, and the reconciler re-probes the instance now.
 Every error has OpenAI's shape ``{"error": {"message", "type", "code"}}``.
 
-``Door`` is the daemon's outermost ASGI layer, for every other route: the API key check for all but
-``/health``, then FastAPI.
+Finding the instance and loading on demand are ``controller.acquire``'s (the inference operations use
+the same); API keys were checked before a request gets here (``server.http``).
 """
 
 from __future__ import annotations
@@ -31,21 +31,19 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter
 
+from aima.controller.acquire import Acquirer, NotReady, NotServed
+from aima.controller.routes import Endpoint, RouteTable, ServiceRoute, pick
+from aima.errors import InsufficientMemory
 from aima.gateway import bodies
-from aima.gateway.auth import KeyRing, presented_key
-from aima.gateway.balancing import pick
 from aima.gateway.metrics import Metrics, RequestMetrics
 from aima.gateway.proxy import Connection, Pool, UpstreamError, answer_headers, header, request_head
-from aima.gateway.routes import Endpoint, RouteTable, ServiceRoute
 
 if TYPE_CHECKING:
-    from aima.gateway.front import Exchange
+    from aima.gateway.exchange import Exchange
+    from aima.ops.context import Context
 
 log = logging.getLogger("aima.gateway")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MiB = 1 << 20
 
@@ -87,24 +85,21 @@ class GatewayError(Exception):
 
 class Gateway:
     def __init__(self) -> None:
-        self.ctx: Any = None
         self.routes = RouteTable()
-        self.keys = KeyRing()
+        self.acquirer: Acquirer | None = None
         self.metrics: Metrics | None = None
         self.pool = Pool()
         self.timeout_s = 600.0
 
-    def bind(self, ctx: Any) -> None:
-        """Attach to the daemon's context: its route table, key ring, metrics and reconciler."""
-        self.ctx = ctx
+    def bind(self, ctx: Context) -> None:
+        """Attach to the daemon's context: its route table and the one way to a ready engine; the metrics
+        count every request that way (the inference operations' too)."""
         self.routes = ctx.routes
+        self.acquirer = ctx.acquirer
         self.timeout_s = float(ctx.settings.gateway_timeout_s)
-        self.keys = KeyRing(ctx.db, ctx.settings.api_key)
-        self.keys.load()
         self.metrics = Metrics(ctx.routes)
-        ctx.bus.listen(self.keys.on_event)
         ctx.bus.listen(self.metrics.on_event)
-        ctx.reconciler.usage = ctx.routes  # last use and in-flight requests, for idle unload
+        ctx.acquirer.meter = self.metrics
 
     def close(self) -> None:
         self.pool.close()
@@ -136,11 +131,6 @@ class Gateway:
                 ex.abort()
 
     async def _serve(self, ex: Exchange, t0: float) -> None:
-        if self.keys.enabled and not self.keys.check(presented_key(ex.headers)):
-            raise GatewayError(401, "a valid API key is needed: send `Authorization: Bearer KEY` or "
-                                    "`X-API-Key: KEY` (the CLI: --api-key or AIMA_API_KEY)",
-                               "authentication_error", "invalid_api_key",
-                               headers=[(b"www-authenticate", b"Bearer")])
         path = ex.path
         spec = ROUTES.get(path)
         if spec is None:
@@ -222,61 +212,35 @@ class Gateway:
             raise
 
     # ------------------------------------------------------------------ choosing an instance
-    def _not_served(self, model: str) -> GatewayError:
-        ready = sorted({r.model for r in self.routes.models()})
-        others = sorted({r.name for r in self.routes.services() if not r.endpoints})
-        msg = f"model {model!r} is not served here; "
-        msg += f"served models: {', '.join(ready)}" if ready else "no model is ready"
-        if others:
-            msg += f" (services not ready: {', '.join(others)})"
-        return GatewayError(404, msg + "; GET /v1/models lists them", "invalid_request_error", "model_not_found",
-                            param="model")
-
-    async def _load_on_demand(self, model: str, routes: list[ServiceRoute]) -> tuple[ServiceRoute, Endpoint]:
-        from aima.errors import AimaError, InsufficientMemory
-        from aima.store.tables import ServiceRow
-
-        ctx = self.ctx
-        found = ctx.routes.loadable(ctx.db, routes)
-        if found is None:
-            route = routes[0]
-            with ctx.db.session() as s:
-                row = s.get(ServiceRow, route.service_id)
-            if row is None:
-                raise self._not_served(model)
-            raise _not_ready(model, route, row.state, row.message)
-        route, row = found
+    async def _acquire(self, model: str, routes: list[ServiceRoute]) -> tuple[ServiceRoute, Endpoint, float]:
+        """No instance of ``routes`` is ready: load one on demand (the request waits), or refuse."""
+        assert self.acquirer is not None
         try:
-            res = await ctx.reconciler.load(row.id, reason=f"a request for {model}")
+            t = await self.acquirer.acquire(model, routes=routes)
+        except NotServed as e:
+            raise GatewayError(404, e.message, "invalid_request_error", "model_not_found", param="model") from None
+        except NotReady as e:
+            raise GatewayError(503, e.message, "service_unavailable", "model_not_ready",
+                               headers=[(b"retry-after", str(e.retry_after).encode()),
+                                        (b"x-aima-service", e.service.encode()),
+                                        (b"x-aima-service-state", e.state.encode())],
+                               extra={"service": e.service, "state": e.state}) from None
         except InsufficientMemory as e:
             raise GatewayError(503, e.message, "service_unavailable", "insufficient_memory",
                                headers=[(b"retry-after", b"30")]) from None
-        except AimaError as e:
-            raise GatewayError(503, f"model {model!r} (service {route.name}) could not be loaded: {e.message}",
-                               "service_unavailable", "model_not_ready", headers=[(b"retry-after", b"10")]) from None
-        picked = pick(routes)
-        if picked is not None:
-            return picked
-        with ctx.db.session() as s:
-            row = s.get(ServiceRow, route.service_id)
-        state = row.state if row is not None else "deleted"
-        raise _not_ready(model, route, state, res.message or (row.message if row is not None else None))
+        return t.route, t.endpoint, t.load_s
 
     # ------------------------------------------------------------------ relaying
     async def _relay(self, ex: Exchange, t0: float, path: str, model: str, parsed: bodies.Parsed | None) -> None:
-        routes = self.routes.resolve(model)
-        if not routes:
-            raise self._not_served(model)
-        if len(routes) > 1:  # one model served several ways (e.g. chat and embeddings): the right kind
-            want = ROUTES[path].kind
-            routes = [r for r in routes if r.kind == want] or routes
+        assert self.acquirer is not None
+        # one model served several ways (e.g. chat and embeddings): the right kind first
+        routes = self.acquirer.candidates(model, ROUTES[path].kind)
         picked = pick(routes)
         load_s = 0.0
-        if picked is None:  # nothing ready: 503, or load on demand and wait (not counted as aima's overhead)
-            t_load = perf_counter()
-            picked = await self._load_on_demand(model, routes)
-            load_s = perf_counter() - t_load
-        route, ep = picked
+        if picked is None:  # nothing ready: 404, 503, or load on demand and wait (not counted as aima's overhead)
+            route, ep, load_s = await self._acquire(model, routes)
+        else:
+            route, ep = picked
         metrics = self.metrics
         assert metrics is not None
         served = route.model
@@ -326,7 +290,7 @@ class Gateway:
                         status = 502
                         metrics.error(served, "engine_broke_off")
                         return  # broken off mid-answer: the client's answer is already cut short
-                    self.ctx.reconciler.recheck(ep.instance_id)
+                    self.acquirer.recheck(ep.instance_id)
                     tried.append(ep)
                     other = pick(routes, exclude=ep)
                     if other is not None and other[1] not in tried and len(tried) < 4:
@@ -433,23 +397,6 @@ class Gateway:
         return out
 
 
-def _not_ready(model: str, route: ServiceRoute, state: str, message: str | None) -> GatewayError:
-    retry = b"5" if state in ("starting", "running") else b"30"
-    hint = {"starting": "it is starting; retry shortly",
-            "running": "its instances are not ready (failing health checks)",
-            "stopping": "it is stopping",
-            "failed": f"it failed; see `aima service status {route.name}`",
-            }.get(state, f"start it with `aima service start {route.name}` (or give it an --idle-ttl to load "
-                         f"it on demand)")
-    msg = f"model {model!r} (service {route.name}) is not ready: the service is {state}; {hint}"
-    if message and state not in ("stopped", "created"):
-        msg += f" ({message})"
-    return GatewayError(503, msg, "service_unavailable", "model_not_ready",
-                        headers=[(b"retry-after", retry), (b"x-aima-service", route.name.encode()),
-                                 (b"x-aima-service-state", state.encode())],
-                        extra={"service": route.name, "state": state})
-
-
 def _query_model(qs: bytes) -> str | None:
     if not qs:
         return None
@@ -460,40 +407,6 @@ def _query_model(qs: bytes) -> str | None:
 def _too_large(limit: int) -> GatewayError:
     return GatewayError(413, f"the request body is larger than {limit // MiB} MiB", "invalid_request_error",
                         "body_too_large")
-
-
-class Door:
-    """The daemon's outermost ASGI layer: the API key check for every route but ``/health``, then FastAPI.
-
-    ``/v1/...`` never gets here: the front protocol (``aima.gateway.front``) answers it before ASGI.
-    Under another ASGI server the OpenAI routes answer 501, saying so.
-    """
-
-    def __init__(self, app: Any, gateway: Gateway):
-        self.app = app
-        self.gateway = gateway
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            gw = self.gateway
-            path = scope["path"]
-            err = None
-            if gw.keys.enabled and path != "/health" and not gw.keys.check(presented_key(scope["headers"])):
-                err = GatewayError(401, "a valid API key is needed: send `Authorization: Bearer KEY` or "
-                                        "`X-API-Key: KEY` (the CLI: --api-key or AIMA_API_KEY)",
-                                   "authentication_error", "invalid_api_key",
-                                   headers=[(b"www-authenticate", b"Bearer")])
-            elif path.startswith("/v1/"):
-                err = GatewayError(501, "the OpenAI routes are served by aima's own HTTP protocol: run the daemon "
-                                        "with `aima serve` (or `aima start`), not under another ASGI server",
-                                   "server_error", "not_implemented")
-            if err is not None:
-                body = err.body()
-                await send({"type": "http.response.start", "status": err.status,
-                            "headers": [JSON_CT, (b"content-length", str(len(body)).encode()), *err.headers]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
 
 
 # ---------------------------------------------------------------------------- OpenAPI description
@@ -512,7 +425,7 @@ _DOCS = {
 
 
 def _doc_endpoint(summary: str) -> Callable[[], Awaitable[None]]:
-    async def endpoint() -> None:  # never reached: the front protocol answers /v1 (Door: 501 elsewhere)
+    async def endpoint() -> None:  # never reached: the daemon's HTTP protocol answers /v1 (Door: 501 elsewhere)
         raise RuntimeError("served by the gateway")
     endpoint.__doc__ = summary
     return endpoint

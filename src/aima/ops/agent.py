@@ -19,7 +19,7 @@ from pydantic import Field
 from aima.errors import AimaError, TimedOut
 from aima.ops.context import Context
 from aima.ops.models import Input, Output, cli
-from aima.ops.registry import Cli, Operation, operation
+from aima.ops.registry import Cli, operation
 
 AUDIT_COLUMNS = ("time", "session", "profile", "tool", "arguments", "outcome", "approval")
 
@@ -134,19 +134,3 @@ async def log(ctx: Context, inp: LogInput) -> LogOutput:
 # ---------------------------------------------------------------------------- REST: a stream and approvals
 class ApprovalInput(Input):
     approve: bool = Field(description="true runs the call, false denies it")
-
-
-def install_routes(router: Any, op: Operation) -> None:
-    """``agent.ask``'s routes (rest.py installs them in place of its generic one): aima.surfaces.agent_routes."""
-    from aima.surfaces.agent_routes import install
-
-    install(router, op)
-
-
-def _register_routes() -> None:
-    from aima.ops.registry import REGISTRY
-
-    REGISTRY["agent.ask"].extra["rest"] = install_routes
-
-
-_register_routes()

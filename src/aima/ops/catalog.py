@@ -149,7 +149,15 @@ class ResolveInput(Input):
                                    json_schema_extra=cli(hidden=True))
 
 
-def _detect(ctx: Context) -> Any:
+def catalog_model(ctx: Context, ref: str) -> Any:
+    """The catalog's model entry named (or aliased) ``ref``, or None (also when the catalog is unreadable)."""
+    try:
+        return loader.get_catalog(ctx.settings.home).find_model(ref)
+    except Exception:  # noqa: BLE001 - an unreadable catalog only means no alias and no type
+        return None
+
+
+def detect_here(ctx: Context) -> Any:
     try:
         from aima.hardware import detect
     except ImportError as e:
@@ -176,7 +184,7 @@ def _stored_path(ctx: Context, plan: Plan) -> str | None:
 def plan_for(ctx: Context, inp: ResolveInput) -> Plan:
     """Resolve a plan on this machine, using the model store's copy of the weights when it has one."""
     cat = loader.get_catalog(ctx.settings.home)
-    facts = _detect(ctx)
+    facts = detect_here(ctx)
     plan = resolve_plan(cat, facts, inp.model, inp.engine, inp.config, inp.model_path, home=ctx.settings.home)
     if inp.model_path is None and not plan.model_path_exists:
         stored = _stored_path(ctx, plan)

@@ -1,12 +1,12 @@
 """Inference operations: one request to a ready service — chat, embed, speak, transcribe.
 
-Each finds a READY service of the model (by service name, catalog name or alias), then calls that
-service's engine on its OpenAI endpoint (``/v1/chat/completions``, ``/v1/embeddings``,
-``/v1/audio/speech``, ``/v1/audio/transcriptions``) and measures it: tokens per second, time to the
-first token, embeddings per second, real-time factor (processing time / audio duration; below 1 is
-faster than real time). These talk to the engine directly (not through the gateway's /v1) so that
-the figures are the engine's own; like the gateway they count as use (no idle unload mid-request) and
-wake a stopped service that has an idle TTL (load on demand).
+Each reaches its engine the way every gateway request does (``controller.acquire``): by service name,
+model name or alias, to the least busy ready instance, loading a service with an idle TTL on demand, and
+counted as use (no idle unload mid-request) and in the metrics. It then calls that engine's OpenAI
+endpoint directly (``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/audio/speech``,
+``/v1/audio/transcriptions``) through one pooled client, so the figures measured here are the engine's
+own: tokens per second, time to the first token, embeddings per second, real-time factor (processing
+time / audio duration; below 1 is faster than real time).
 
 Nothing is made up here: an engine that does not answer, answers an error, or breaks off a stream is
 an error naming the service and what the engine said.
@@ -28,98 +28,71 @@ from typing import Annotated, Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from aima.errors import EngineError, InvalidInput, NotFound, TimedOut, Unavailable
-from aima.gateway.routes import Endpoint, ServiceRoute
+from aima.controller.acquire import Lease, Target
+from aima.errors import EngineError, InvalidInput, TimedOut
 from aima.ops.context import Context
 from aima.ops.models import Input, Output, cli
 from aima.ops.registry import Cli, operation
 
-CONNECT_S = 5.0
-READ_S = 600.0  # a long answer on a slow CPU
 MAX_AUDIO_B64 = 200_000_000  # about 150 MB of audio
 
 
-# ---------------------------------------------------------------------------- finding the service
+# ---------------------------------------------------------------------------- reaching the engine
 @dataclass
-class Target:
-    route: ServiceRoute
-    endpoint: Endpoint
+class Engine:
+    """One request to the engine of a ready service, on the pooled client."""
+
+    lease: Lease
+    http: httpx.AsyncClient
+    path: str
+
+    @property
+    def t(self) -> Target:
+        return self.lease.target
 
     @property
     def name(self) -> str:
-        return self.route.name
+        return self.t.name
 
     @property
     def model(self) -> str:
-        return self.route.model
+        return self.t.model
 
     def where(self) -> str:
-        return f"the engine of service {self.name} ({self.endpoint.url})"
+        return f"the engine of service {self.name} ({self.t.url})"
 
+    async def post(self, **kw: Any) -> httpx.Response:
+        r = await self.http.post(self.t.url + self.path, **kw)
+        self.lease.answered(r.status_code, r.content if "json" in r.headers.get("content-type", "") else None)
+        return r
 
-def catalog_model(ctx: Context, ref: str) -> Any:
-    try:
-        from aima.catalog import loader
-
-        return loader.get_catalog(ctx.settings.home).find_model(ref)
-    except Exception:  # noqa: BLE001 - an unreadable catalog only means no alias and no type check
-        return None
-
-
-async def find_ready(ctx: Context, ref: str, want: str | None = None) -> Target:
-    """A ready service for ``ref`` (the route table's order: service name, then model name, then a catalog
-    alias), least busy instance first. ``want`` is the model type the request needs (llm, embedding,
-    tts, asr): a service of another type is refused before its engine is bothered. None ready but one
-    with an idle TTL: it is loaded (started, waiting until ready) as a gateway request would load it."""
-    routes = ctx.routes.resolve(ref)
-    ready = [r for r in routes if r.endpoints]
-    if routes and not ready:
-        found = ctx.routes.loadable(ctx.db, routes)
-        if found is not None:
-            await ctx.reconciler.load(found[1].id, reason=f"a request for {ref}")
-            routes = ctx.routes.resolve(ref)
-            ready = [r for r in routes if r.endpoints]
-    if ready:
-        route = ready[0]
-        if want is not None:
-            served = catalog_model(ctx, route.model)
-            if served is not None and served.type != want:
-                raise InvalidInput(f"service {route.name} serves {route.model}, a {served.type} model; this request "
-                                   f"needs a {want} model", field="model")
-        endpoints = list(route.endpoints.values())
-        if endpoints:
-            return Target(route, min(endpoints, key=lambda e: e.inflight))
-    if routes:
-        r = routes[0]
-        how = (f"wait for it (`aima service start {r.name}` waits until it is ready)" if r.state == "starting"
-               else f"start it with `aima service start {r.name}`")
-        raise Unavailable(f"service {r.name} (model {r.model}) is {r.state}, not ready: {how}",
-                          details={"service": r.name, "state": r.state})
-    serving = ", ".join(sorted({r.model for r in ctx.routes.models()})) or "none"
-    raise NotFound(f"no service serves model {ref!r}: start one with `aima run {ref} --detach` (or `aima up` "
-                   f"for the default stack); ready now: {serving}", field="model")
+    def stream(self, **kw: Any) -> Any:
+        return self.http.stream("POST", self.t.url + self.path, **kw)
 
 
 @contextlib.asynccontextmanager
-async def _engine(t: Target) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client to the target's engine; transport failures become errors that name the service."""
-    t.endpoint.inflight += 1
-    t.route.active += 1  # the reconciler never unloads a service with a request in flight
-    t.route.last_used = time.time()
-    try:
-        async with httpx.AsyncClient(base_url=t.endpoint.url, trust_env=False,
-                                     timeout=httpx.Timeout(READ_S, connect=CONNECT_S)) as client:
-            yield client
-    except httpx.TimeoutException as e:
-        raise TimedOut(f"{t.where()} did not answer in time ({type(e).__name__}); "
-                       f"`aima service logs {t.name}` shows what it is doing") from None
-    except httpx.HTTPError as e:
-        raise EngineError(f"{t.where()} broke off the request: {type(e).__name__}: {e or 'connection lost'}; "
-                          f"`aima service status {t.name}` shows what happened to it") from None
-    finally:
-        t.endpoint.inflight -= 1
-        t.route.active -= 1
-        t.route.last_used = time.time()
+async def engine(ctx: Context, model: str, kind: str, path: str) -> AsyncIterator[Engine]:
+    """A ready service of ``kind`` for ``model`` (loaded on demand), counted while the block runs; transport
+    failures become errors that name the service."""
+    routes = ctx.acquirer.candidates(model, kind)
+    wrong = [r for r in routes if r.kind is not None and r.kind != kind]
+    if routes and len(wrong) == len(routes):
+        r = wrong[0]
+        raise InvalidInput(f"service {r.name} serves {r.model}, a {r.kind} model; this request needs a {kind} model",
+                           field="model")
+    async with ctx.acquirer.lease(model, kind, path) as lease:
+        e = Engine(lease, ctx.acquirer.http, path)
+        try:
+            yield e
+        except httpx.TimeoutException as x:
+            lease.status = 504
+            raise TimedOut(f"{e.where()} did not answer in time ({type(x).__name__}); "
+                           f"`aima service logs {e.name}` shows what it is doing") from None
+        except httpx.HTTPError as x:
+            lease.status = 502
+            ctx.acquirer.recheck(lease.target.endpoint.instance_id)
+            raise EngineError(f"{e.where()} broke off the request: {type(x).__name__}: {x or 'connection lost'}; "
+                              f"`aima service status {e.name}` shows what happened to it") from None
 
 
 def _engine_message(raw: bytes) -> str:
@@ -138,13 +111,13 @@ def _engine_message(raw: bytes) -> str:
     return json.dumps(body)[:500]
 
 
-def _raise_for(t: Target, r: httpx.Response) -> None:
+def _raise_for(t: Engine, r: httpx.Response) -> None:
     if r.status_code >= 400:
         raise EngineError(f"{t.where()} answered HTTP {r.status_code}: {_engine_message(r.content)}",
                           details={"service": t.name, "status": r.status_code})
 
 
-def _json(t: Target, r: httpx.Response) -> dict[str, Any]:
+def _json(t: Engine, r: httpx.Response) -> dict[str, Any]:
     _raise_for(t, r)
     try:
         body = r.json()
@@ -221,25 +194,24 @@ async def chat(ctx: Context, inp: ChatInput) -> ChatOutput:
     """Ask a ready LLM service one question (or send a whole conversation) and get its answer.
 
     With the figures: tokens per second and, when streaming, the time to the first token."""
-    t = await find_ready(ctx, inp.model, "llm")
     messages = [m.model_dump() for m in inp.messages] if inp.messages is not None else \
         [{"role": "user", "content": inp.prompt}]
-    body: dict[str, Any] = {"model": t.model, "messages": messages, "max_tokens": inp.max_tokens,
-                            "stream": inp.stream}
-    if inp.temperature is not None:
-        body["temperature"] = inp.temperature
-    if inp.logit_bias:
-        body["logit_bias"] = inp.logit_bias
-    t0 = time.monotonic()
-    async with _engine(t) as client:
+    async with engine(ctx, inp.model, "llm", "/v1/chat/completions") as t:
+        body: dict[str, Any] = {"model": t.model, "messages": messages, "max_tokens": inp.max_tokens,
+                                "stream": inp.stream}
+        if inp.temperature is not None:
+            body["temperature"] = inp.temperature
+        if inp.logit_bias:
+            body["logit_bias"] = inp.logit_bias
+        t0 = time.monotonic()
         if not inp.stream:
-            reply = _json(t, await client.post("/v1/chat/completions", json=body))
+            reply = _json(t, await t.post(json=body))
             return _chat_reply(t, reply, time.monotonic() - t0)
         body["stream_options"] = {"include_usage": True}  # engines that cannot count usage in a stream ignore it
-        return await _stream_chat(t, client, body, t0)
+        return await _stream_chat(t, body, t0)
 
 
-def _chat_reply(t: Target, reply: dict[str, Any], elapsed: float) -> ChatOutput:
+def _chat_reply(t: Engine, reply: dict[str, Any], elapsed: float) -> ChatOutput:
     """A whole (not streamed) chat completion."""
     try:
         choice = reply["choices"][0]
@@ -252,13 +224,14 @@ def _chat_reply(t: Target, reply: dict[str, Any], elapsed: float) -> ChatOutput:
                       usage=usage, tokens_per_s=_r(tps, 2), ttft_s=None, elapsed_s=round(elapsed, 4))
 
 
-async def _stream_chat(t: Target, client: httpx.AsyncClient, body: dict[str, Any], t0: float) -> ChatOutput:
+async def _stream_chat(t: Engine, body: dict[str, Any], t0: float) -> ChatOutput:
     parts: list[str] = []
     first = last = None
     finish: str | None = None
     usage_raw: Any = None
     done = False
-    async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+    async with t.stream(json=body) as r:
+        t.lease.status = r.status_code
         if r.status_code >= 400:
             await r.aread()
             _raise_for(t, r)
@@ -283,6 +256,7 @@ async def _stream_chat(t: Target, client: httpx.AsyncClient, body: dict[str, Any
                 raise EngineError(f"{t.where()} stopped with an error: {_engine_message(data.encode())}")
             if chunk.get("usage"):
                 usage_raw = chunk["usage"]
+                t.lease.answered(r.status_code, data.encode())
             for choice in chunk.get("choices") or []:
                 text = (choice.get("delta") or {}).get("content")
                 if text:
@@ -332,10 +306,9 @@ class EmbedOutput(Output):
            cli=Cli(None, "embed", args=("model", "inputs"), table="data", columns=("index", "text", "embedding")))
 async def embed(ctx: Context, inp: EmbedInput) -> EmbedOutput:
     """Embed texts with a ready embedding service: one vector per text, with the embeddings per second."""
-    t = await find_ready(ctx, inp.model, "embedding")
-    t0 = time.monotonic()
-    async with _engine(t) as client:
-        reply = _json(t, await client.post("/v1/embeddings", json={"model": t.model, "input": inp.inputs}))
+    async with engine(ctx, inp.model, "embedding", "/v1/embeddings") as t:
+        t0 = time.monotonic()
+        reply = _json(t, await t.post(json={"model": t.model, "input": inp.inputs}))
     elapsed = time.monotonic() - t0
     rows = reply.get("data")
     if not isinstance(rows, list) or len(rows) != len(inp.inputs):
@@ -399,14 +372,13 @@ async def speak(ctx: Context, inp: SpeakInput) -> SpeakOutput:
     """Say a text with a ready text-to-speech service and get the audio.
 
     The audio comes base64 (WAV, or raw 16-bit PCM), with its duration and the synthesis' real-time factor."""
-    t = await find_ready(ctx, inp.model, "tts")
-    body: dict[str, Any] = {"model": t.model, "input": inp.text, "voice": inp.voice or t.model,
-                            "response_format": "wav"}
-    if inp.speed is not None:
-        body["speed"] = inp.speed
-    t0 = time.monotonic()
-    async with _engine(t) as client:
-        r = await client.post("/v1/audio/speech", json=body)
+    async with engine(ctx, inp.model, "tts", "/v1/audio/speech") as t:
+        body: dict[str, Any] = {"model": t.model, "input": inp.text, "voice": inp.voice or t.model,
+                                "response_format": "wav"}
+        if inp.speed is not None:
+            body["speed"] = inp.speed
+        t0 = time.monotonic()
+        r = await t.post(json=body)
     elapsed = time.monotonic() - t0
     _raise_for(t, r)
     facts = wav_facts(r.content)
@@ -458,14 +430,13 @@ async def transcribe(ctx: Context, inp: TranscribeInput) -> TranscribeOutput:
         raise InvalidInput("audio is not valid base64", field="audio") from None
     if not audio:
         raise InvalidInput("audio is empty", field="audio")
-    t = await find_ready(ctx, inp.model, "asr")
-    form = {"model": t.model, "response_format": "verbose_json"}
-    if inp.language:
-        form["language"] = inp.language
     name = inp.filename.replace("/", "_").replace("\\", "_")
-    t0 = time.monotonic()
-    async with _engine(t) as client:
-        r = await client.post("/v1/audio/transcriptions", data=form, files={"file": (name, audio, _mime(name))})
+    async with engine(ctx, inp.model, "asr", "/v1/audio/transcriptions") as t:
+        form = {"model": t.model, "response_format": "verbose_json"}
+        if inp.language:
+            form["language"] = inp.language
+        t0 = time.monotonic()
+        r = await t.post(data=form, files={"file": (name, audio, _mime(name))})
     elapsed = time.monotonic() - t0
     reply = _json(t, r)
     text = reply.get("text")

@@ -12,8 +12,8 @@ import time
 from pydantic import Field, field_validator
 from sqlalchemy import or_, select
 
+from aima.domain.keys import hash_key, new_key
 from aima.errors import Conflict, NotFound
-from aima.gateway.auth import hash_key, new_key
 from aima.ops.context import Context
 from aima.ops.models import Input, Output
 from aima.ops.registry import Cli, operation

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from sqlalchemy import select
 
-from aima.domain.states import ACTIVE
 from aima.errors import AimaError, Conflict, InvalidInput, NotFound, Unavailable
 from aima.modelstore import sources as modelsources
 from aima.modelstore.convert import ConvertSpec
@@ -27,7 +25,7 @@ from aima.modelstore.store import ModelRecord, ModelStore
 from aima.ops.context import Context
 from aima.ops.models import Input, Output, cli
 from aima.ops.registry import Cli, operation
-from aima.store.tables import ServiceRow
+from aima.store.repositories import ACTIVE_NAMES
 
 ModelType = Literal["llm", "embedding", "asr", "tts", "rerank", "image"]
 MODEL_COLUMNS = ("name", "type", "format", "quantization", "parameters", "size_bytes", "present", "source")
@@ -384,10 +382,7 @@ class RmOutput(Output):
            cli=Cli("model", "rm", args=("model",)))
 async def rm(ctx: Context, inp: RmInput) -> RmOutput:
     """Remove a model's files and record. Refused while an active service uses it (unless --force)."""
-    active = tuple(s.value for s in ACTIVE)
-    with ctx.db.session() as s:
-        users = list(s.scalars(select(ServiceRow.name).where(ServiceRow.model == inp.model,
-                                                             ServiceRow.state.in_(active))))
+    users = [r.name for r in ctx.services.list(model=inp.model) if r.state in ACTIVE_NAMES]
     if users and not inp.force:
         raise Conflict(f"model {inp.model} is used by active service(s) {', '.join(users)}; stop them first or pass "
                        f"--force", field="model")

@@ -81,10 +81,18 @@ def operation(name: str, *, mutating: bool, method: str, path: str,
     return deco
 
 
+# The operation modules, as data: each registers its operations when imported. A new domain is one module
+# under aima/ops plus its name here.
+MODULES = ("agent", "catalog", "cluster", "events", "hardware", "inference", "key", "model", "service", "stack",
+           "system")
+
+
 def load_all() -> dict[str, Operation]:
     """Import every operation module (each registers its operations on import)."""
-    from aima.ops import agent, catalog, events, hardware, inference, key, model, service, stack, system  # noqa: F401
+    import importlib
 
+    for name in MODULES:
+        importlib.import_module(f"aima.ops.{name}")
     return REGISTRY
 
 

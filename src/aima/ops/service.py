@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from sqlalchemy import select
 
+from aima import runtimes
 from aima.controller import logs as logfiles
-from aima.controller.reconciler import render_command
-from aima.domain.names import is_service_id, name_from_model, new_service_id, valid_name
-from aima.domain.states import ACTIVE, RestartPolicy
-from aima.errors import Conflict, InvalidInput, NotFound, Unavailable
+from aima.controller.launch import render_command
+from aima.domain.names import name_from_model, new_service_id, valid_name
+from aima.domain.states import RestartPolicy
+from aima.domain.units import parse_bytes
+from aima.errors import Conflict, InvalidInput, NotFound
 from aima.ops.context import Context
 from aima.ops.models import Input, Output, cli
 from aima.ops.registry import Cli, operation
+from aima.runtimes.base import ServicePlan
+from aima.store.repositories import ACTIVE_NAMES
 from aima.store.tables import InstanceRow, ServiceRow
 
-ACTIVE_NAMES = tuple(s.value for s in ACTIVE)
+# ``--runtime``: a registered runtime, or auto (the engine's preference and what is available).
+RuntimeName = Literal[(*runtimes.names(), "auto")]  # type: ignore[valid-type]
 SERVICE_COLUMNS = ("name", "id", "model", "engine", "state", "ready", "endpoint", "restarts", "message")
 
 
@@ -36,6 +38,7 @@ class InstanceView(Output):
     ready: bool
     pid: int | None
     host: str
+    node: str | None = Field(None, description="the cluster node it runs on (none: the daemon's machine)")
     port: int | None
     log_path: str | None
     exit_code: int | None
@@ -79,7 +82,7 @@ class ServiceView(Output):
 def _instance_view(r: InstanceRow) -> InstanceView:
     container = ((r.handle or {}).get("data") or {}).get("container")
     return InstanceView(id=r.id, replica=r.replica, runtime=r.runtime, state=r.state, ready=r.ready,
-                        pid=r.pid, host=r.host, port=r.port, log_path=r.log_path, exit_code=r.exit_code,
+                        pid=r.pid, host=r.host, node=r.node, port=r.port, log_path=r.log_path, exit_code=r.exit_code,
                         message=r.message, created_at=r.created_at, ready_at=r.ready_at, container=container)
 
 
@@ -105,64 +108,30 @@ def _view(svc: ServiceRow, instances: list[InstanceRow], with_instances: bool = 
     )
 
 
-def parse_bytes(text: str) -> int:
-    """``2GiB``, ``512MB`` or a plain number of bytes."""
-    from pydantic import ByteSize, TypeAdapter, ValidationError
-
-    try:
-        n = int(TypeAdapter(ByteSize).validate_python(text))
-    except ValidationError:
-        raise ValueError(f"{text!r} is not a size like 2GiB or 512MiB") from None
-    if n <= 0 or n >= 2**62:
-        raise ValueError(f"{text!r} is out of range")
-    return n
-
-
 def find_service(ctx: Context, ref: str) -> ServiceRow:
-    with ctx.db.session() as s:
-        row = s.get(ServiceRow, ref) if is_service_id(ref) else None
-        if row is None:
-            row = s.scalars(select(ServiceRow).where(ServiceRow.name == ref)).first()
-        if row is None:
-            raise NotFound(f"service {ref!r} does not exist; `aima service list` shows the services",
-                           field="service")
-        return row
+    row = ctx.services.find(ref)
+    if row is None:
+        raise NotFound(f"service {ref!r} does not exist; `aima service list` shows the services", field="service")
+    return row
 
 
 def load_view(ctx: Context, service_id: str) -> ServiceView:
-    with ctx.db.session() as s:
-        svc = s.get(ServiceRow, service_id)
-        if svc is None:
-            raise NotFound(f"service {service_id} does not exist", field="service")
-        insts = list(s.scalars(select(InstanceRow).where(InstanceRow.service_id == service_id)
-                               .order_by(InstanceRow.replica)))
-    return _view(svc, insts)
+    svc = ctx.services.get(service_id)
+    if svc is None:
+        raise NotFound(f"service {service_id} does not exist", field="service")
+    return _view(svc, ctx.instances.of(service_id))
 
 
 # ---------------------------------------------------------------------------- create
-class CreateInput(Input):
+class _CreateFields(Input):
     model: str = Field(min_length=1, max_length=200,
                        description="catalog model (or alias); with --command, the name that engine serves")
     name: str | None = Field(None, description="service name (default: the model name)")
     engine: str | None = Field(None, description="catalog engine (default: the best for this hardware); "
                                                  "`custom` with --command")
-    runtime: Literal["native", "docker", "auto"] = Field(
-        "auto", description="where instances run: native (a process), docker (a container), or auto (the "
-                            "engine's preference and what is available; the choice and its reason are recorded)")
-    images: list[str] = Field(default_factory=list, max_length=16,
-                              description="container image candidates name:tag, in priority order (docker; "
-                                          "replaces the catalog's)", json_schema_extra=cli("image"))
-    volumes: list[str] = Field(default_factory=list, max_length=32,
-                               description="extra container mount SRC:DST[:ro|rw] (docker)",
-                               json_schema_extra=cli("volume"))
-    network: Literal["bridge", "host"] | None = Field(
-        None, description="container network (docker; default: bridge with the port published on 127.0.0.1 "
-                          "when the engine takes {host}, else host)")
-    cpus: float | None = Field(None, gt=0, le=4096, description="container CPU limit (docker)")
-    memory_limit: str | None = Field(None, max_length=32, description="container memory limit, e.g. 8GiB (docker)",
-                                     json_schema_extra=cli("memory-limit"))
-    shm_size: str | None = Field(None, max_length=32, description="container shared memory, e.g. 2GiB (docker)",
-                                 json_schema_extra=cli("shm-size"))
+    runtime: RuntimeName = Field(  # type: ignore[valid-type]
+        "auto", description="where instances run: " + ", ".join(runtimes.names()) + ", or auto (the engine's "
+                            "preference and what is available; the choice and its reason are recorded)")
     command: str | None = Field(None, description="custom engine command line with {port} (and {host}, {model})")
     health: str | None = Field(None, description="health path answering 200 when ready (default /health)")
     port: int | None = Field(None, ge=1, le=65535, description="explicit port (fails fast if taken)")
@@ -184,18 +153,11 @@ class CreateInput(Input):
                                description="where that memory is: cpu or gpuN (default: the catalog's; cpu "
                                            "for --command)")
 
-    @field_validator("memory", "memory_limit", "shm_size")
+    @field_validator("memory")
     @classmethod
     def _memory(cls, v: str | None) -> str | None:
         if v is not None:
             parse_bytes(v)
-        return v
-
-    @field_validator("volumes")
-    @classmethod
-    def _volumes(cls, v: list[str]) -> list[str]:
-        for item in v:
-            parse_volume(item)
         return v
 
     @field_validator("health")
@@ -213,20 +175,26 @@ class CreateInput(Input):
         return v
 
 
+class CreateInput(*reversed(runtimes.option_models()), _CreateFields):  # type: ignore[misc]
+    """``service create``'s input: the service's fields, then each runtime's options (``--image``...)."""
+
+
 @operation("service.create", mutating=True, method="POST", path="/services",
            cli=Cli("service", "create", args=("model",)))
 async def create(ctx: Context, inp: CreateInput) -> ServiceView:
     """Create a service: serve MODEL with the engine and config the catalog picks for this hardware (or
     any engine with --command). It is not started until `service start`."""
-    if inp.command is not None or inp.engine == "custom":
-        d = _custom_definition(inp)
-    else:
-        d = await asyncio.to_thread(_catalog_definition, ctx, inp)
-    d = await asyncio.to_thread(_runtime_definition, ctx, inp, d)
+    d, plan = _custom_definition(inp) if inp.command is not None or inp.engine == "custom" else \
+        await asyncio.to_thread(_catalog_definition, ctx, inp)
+    plan.given = {f: getattr(inp, f) for f in runtimes.option_owner()}
+    runtime, reason, definition = await asyncio.to_thread(ctx.runtimes.choose, inp.runtime, plan)
+    d["runtime"], d["runtime_options"] = runtime, {"reason": reason, **definition.options}
+    if definition.command is not None:
+        d["command"] = definition.command
     return _insert(ctx, inp, d)
 
 
-def _custom_definition(inp: CreateInput) -> dict[str, Any]:
+def _custom_definition(inp: CreateInput) -> tuple[dict[str, Any], ServicePlan]:
     if inp.engine not in (None, "custom"):
         raise InvalidInput(f"--command runs the 'custom' engine; drop --engine {inp.engine} or drop --command "
                            f"to let the catalog render {inp.engine}'s command", field="command")
@@ -239,15 +207,23 @@ def _custom_definition(inp: CreateInput) -> dict[str, Any]:
         raise InvalidInput(f"engine 'custom' declares no config keys (got {sorted(inp.config)}); "
                            f"put engine flags in --command", field="config")
     render_command(inp.command, port=1, host="127.0.0.1", model=inp.model)  # parseable?
-    return {"model": inp.model, "engine": "custom", "command": inp.command, "env": dict(inp.env),
-            "health": inp.health, "health_timeout_s": inp.health_timeout_s,
-            "memory_bytes": parse_bytes(inp.memory) if inp.memory else None, "devices": [inp.device or "cpu"]}
+    from aima import catalog
+
+    memory = parse_bytes(inp.memory) if inp.memory else None
+    devices = [inp.device or "cpu"]
+    d = {"model": inp.model, "engine": "custom", "command": inp.command, "env": dict(inp.env),
+         "health": inp.health, "health_timeout_s": inp.health_timeout_s, "memory_bytes": memory, "devices": devices,
+         "engine_spec": catalog.CUSTOM.to_dict()}
+    return d, ServicePlan(model=inp.model, engine="custom", command=inp.command, memory_bytes=memory,
+                          devices=devices)
 
 
-def _catalog_definition(ctx: Context, inp: CreateInput) -> dict[str, Any]:
+def _catalog_definition(ctx: Context, inp: CreateInput) -> tuple[dict[str, Any], ServicePlan]:
     """The catalog's plan for this model on this hardware, as a service definition (lifecycle rule 3:
     the rendered command is stored, so the service runs the same way until it is re-created)."""
-    from aima.ops.catalog import ResolveInput, plan_for
+    from aima import catalog
+    from aima.catalog import loader
+    from aima.ops.catalog import ResolveInput, detect_here, plan_for
 
     plan = plan_for(ctx, ResolveInput(model=inp.model, engine=inp.engine, config=dict(inp.config)))
     if not plan.model_path_exists:
@@ -260,110 +236,23 @@ def _catalog_definition(ctx: Context, inp: CreateInput) -> dict[str, Any]:
     devices = [f"gpu{i}" for i in fit.gpu_indexes] if fit.device == "gpu" and fit.gpu_indexes else ["cpu"]
     gpu = None
     if fit.device in ("gpu", "unified") and plan.device == "gpu":
-        from aima.ops.catalog import _detect
-
-        facts = _detect(ctx)
+        facts = detect_here(ctx)
         chosen = [g for g in facts.gpus if not fit.gpu_indexes or g.index in fit.gpu_indexes]
         if chosen:
             vendor = chosen[0].vendor.lower()
             gpu = {"vendor": vendor, "indexes": [g.index for g in chosen if g.vendor.lower() == vendor]}
-    return {"model": plan.model, "engine": plan.engine, "command": plan.command,
-            "env": {**plan.env, **inp.env}, "health": inp.health or plan.health_path,
-            "health_timeout_s": inp.health_timeout_s or plan.health_timeout_s,
-            "memory_bytes": parse_bytes(inp.memory) if inp.memory else fit.required_bytes,
-            "devices": [inp.device] if inp.device else devices,
-            "plan": plan, "gpu": gpu}
-
-
-def parse_volume(text: str) -> dict[str, Any]:
-    """``SRC:DST[:ro|rw]`` (absolute paths) as a container mount."""
-    parts = text.split(":")
-    mode = "rw"
-    if len(parts) == 3 and parts[2] in ("ro", "rw"):
-        mode = parts.pop()
-    if len(parts) != 2 or not all(p.startswith("/") for p in parts):
-        raise ValueError(f"{text!r} is not SRC:DST[:ro|rw] with absolute paths")
-    return {"source": parts[0], "target": parts[1], "read_only": mode == "ro"}
-
-
-def _runtime_definition(ctx: Context, inp: CreateInput, d: dict[str, Any]) -> dict[str, Any]:
-    """Choose the runtime (``--runtime auto`` follows the engine's preference and what is available) and
-    fix the container settings for it: images, mounts (the model read-only), network, limits, GPUs."""
-    from aima.runtimes.choice import Facts, choose
-    from aima.runtimes.container import parse_image
-
-    plan = d.pop("plan", None)
-    gpu = d.pop("gpu", None)
-    custom = plan is None
-    images = [parse_image(t).model_dump() for t in inp.images]
-    engine_rt = None
-    if not custom:
-        from aima.catalog import loader
-        from aima.catalog.resolver import _module_present
-
-        eng = loader.get_catalog(ctx.settings.home).engine(plan.engine)
-        engine_rt = eng.runtime if eng is not None else None
-        images = images or [i.model_dump() for i in plan.images]
-        missing = [m for m in (eng.install.python_modules if eng is not None else []) if not _module_present(m)]
-    else:
-        missing = []
-    docker_rt = ctx.reconciler.runtime("docker")
-    docker_error: str | None = None
-
-    def docker_answers() -> bool:
-        nonlocal docker_error
-        try:
-            docker_rt.check()  # type: ignore[attr-defined]
-            return True
-        except Unavailable as e:
-            docker_error = e.message
-            return False
-
-    def image_present() -> str | None:
-        from aima.catalog.schema import Image
-
-        try:
-            return docker_rt.present([Image.model_validate(i) for i in images])  # type: ignore[attr-defined]
-        except Unavailable:
-            return None
-
-    facts = Facts(asked=inp.runtime, engine=d["engine"], prefer=plan.runtime if plan is not None else "native",
-                  custom=custom, images=[f"{i['name']}:{i['tag']}" for i in images], native_missing=missing,
-                  docker_answers=docker_answers, image_present=image_present,
-                  docker_error=lambda: docker_error)
-    runtime, reason = choose(facts)
-    container_only = {"--image": bool(inp.images), "--volume": bool(inp.volumes), "--network": inp.network,
-                      "--cpus": inp.cpus, "--memory-limit": inp.memory_limit, "--shm-size": inp.shm_size}
-    given = [k for k, v in container_only.items() if v]
-    if runtime == "native":
-        if given:
-            raise InvalidInput(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to containers, but this "
-                               f"service runs natively ({reason}); add --runtime docker", field="runtime")
-        return {**d, "runtime": "native", "runtime_options": {"reason": reason}}
-    mounts = [parse_volume(v) for v in inp.volumes]
-    if plan is not None and plan.model_path:
-        from pathlib import Path
-
-        mp = Path(plan.model_path)
-        folder = mp if mp.is_dir() else mp.parent
-        mounts.insert(0, {"source": str(folder), "target": str(folder), "read_only": True})
-        d["command"] = _container_command(plan.argv)
-    network = inp.network
-    if network is None and engine_rt is not None and engine_rt.network is not None:
-        network = engine_rt.network
-    if network is None:
-        network = "bridge" if "{host}" in (d["command"] or "") else "host"
-    shm = parse_bytes(inp.shm_size) if inp.shm_size else (int(engine_rt.shm_size) if engine_rt and engine_rt.shm_size
-                                                          else None)
-    options = {"reason": reason, "images": images, "network": network, "mounts": mounts,
-               "cpus": inp.cpus, "memory_limit": parse_bytes(inp.memory_limit) if inp.memory_limit else None,
-               "shm_size": shm, "gpu": gpu}
-    return {**d, "runtime": "docker", "runtime_options": options}
-
-
-def _container_command(argv: list[str]) -> str:
-    """The plan's argv for a container: ``{python}`` is the image's ``python3``, not this machine's."""
-    return shlex.join(["python3" if w == sys.executable else w for w in argv])
+    eng = loader.get_catalog(ctx.settings.home).engine(plan.engine)
+    memory = parse_bytes(inp.memory) if inp.memory else fit.required_bytes
+    devices = [inp.device] if inp.device else devices
+    d = {"model": plan.model, "engine": plan.engine, "command": plan.command,
+         "env": {**plan.env, **inp.env}, "health": inp.health or plan.health_path,
+         "health_timeout_s": inp.health_timeout_s or plan.health_timeout_s, "memory_bytes": memory,
+         "devices": devices, "engine_spec": catalog.engine(plan.engine, ctx.settings.home).to_dict()}
+    return d, ServicePlan(
+        model=plan.model, engine=plan.engine, command=plan.command, argv=list(plan.argv), prefer=plan.runtime,
+        python_modules=list(eng.install.python_modules) if eng is not None else [],
+        images=list(plan.images), engine_runtime=eng.runtime if eng is not None else None,
+        model_path=plan.model_path, gpu=gpu, memory_bytes=memory, devices=devices)
 
 
 def _insert(ctx: Context, inp: CreateInput, d: dict[str, Any]) -> ServiceView:
@@ -373,22 +262,16 @@ def _insert(ctx: Context, inp: CreateInput, d: dict[str, Any]) -> ServiceView:
                            f"(up to 128, not starting with a symbol, not like svc-xxxxxxxx)", field="name")
     now = time.time()
     sid = new_service_id()
-    with ctx.db.session() as s:
-        if s.scalars(select(ServiceRow.id).where(ServiceRow.name == name)).first():
-            raise Conflict(f"a service named {name!r} already exists; choose another --name or use it",
-                           field="name")
-        if inp.port is not None:
-            wanted = set(range(inp.port, inp.port + inp.replicas))
-            for other_name, explicit, ports in s.execute(
-                select(ServiceRow.name, ServiceRow.explicit_port, ServiceRow.ports)
-            ):
-                held = set(ports or []) | ({explicit} if explicit else set())
-                if held & wanted:
-                    raise Conflict(f"port {min(held & wanted)} already belongs to service "
-                                   f"{other_name!r}; choose another --port", field="port")
-        s.add(ServiceRow(
+    if ctx.services.name_taken(name):
+        raise Conflict(f"a service named {name!r} already exists; choose another --name or use it", field="name")
+    if inp.port is not None:
+        held = ctx.services.port_owner(range(inp.port, inp.port + inp.replicas))
+        if held is not None:
+            raise Conflict(f"port {held[1]} already belongs to service {held[0]!r}; choose another --port",
+                           field="port")
+    ctx.services.add(ServiceRow(
             id=sid, name=name, model=d["model"], engine=d["engine"], runtime=d["runtime"],
-            runtime_options=d.get("runtime_options"), command=d["command"],
+            runtime_options=d.get("runtime_options"), engine_spec=d.get("engine_spec"), command=d["command"],
             health_path=d["health"], health_timeout_s=d["health_timeout_s"], explicit_port=inp.port,
             ports=list(range(inp.port, inp.port + inp.replicas)) if inp.port else [],
             replicas=inp.replicas, config=dict(inp.config), env=d["env"],
@@ -479,17 +362,8 @@ class ListOutput(Output):
 async def list_(ctx: Context, inp: ListInput) -> ListOutput:
     """List services with their live state (records are reconciled with reality first)."""
     await ctx.reconciler.refresh()
-    with ctx.db.session() as s:
-        q = select(ServiceRow)
-        if inp.state:
-            q = q.where(ServiceRow.state == inp.state)
-        if inp.model:
-            q = q.where(ServiceRow.model == inp.model)
-        services = list(s.scalars(q.order_by(ServiceRow.created_at)))
-        insts = list(s.scalars(select(InstanceRow).order_by(InstanceRow.replica)))
-    by_service: dict[str, list[InstanceRow]] = {}
-    for i in insts:
-        by_service.setdefault(i.service_id, []).append(i)
+    services = ctx.services.list(state=inp.state, model=inp.model)
+    by_service = ctx.instances.by_service()
     return ListOutput(services=[_view(svc, by_service.get(svc.id, [])) for svc in services])
 
 
@@ -548,8 +422,9 @@ class RunInput(Input):
     config: dict[str, str] = Field(default_factory=dict, description="engine config keys, k=v (they win)")
     name: str | None = Field(None, description="service name (default: the model name)")
     pull: bool = Field(True, description="pull the model when it is not on this machine")
-    runtime: Literal["native", "docker", "auto"] = Field(
-        "auto", description="where it runs: native, docker, or auto (the engine's preference and what is available)")
+    runtime: RuntimeName = Field(  # type: ignore[valid-type]
+        "auto", description="where it runs: " + ", ".join(runtimes.names()) + ", or auto (the engine's preference "
+                            "and what is available)")
     wait: bool = Field(True, description="wait until ready, failed, or the timeout")
     timeout_s: float | None = Field(None, gt=0, le=86400,
                                     description="seconds to wait (default: the engine's health timeout)",
@@ -616,12 +491,9 @@ async def run_steps(ctx: Context, inp: RunInput, on_step: StepFn | None = None) 
 
 def _identical(ctx: Context, inp: CreateInput, command: str) -> ServiceRow | None:
     """A service with the same model, engine, command and config (by name when one is given)."""
-    with ctx.db.session() as s:
-        q = select(ServiceRow).where(ServiceRow.model == inp.model, ServiceRow.engine == inp.engine)
-        rows = list(s.scalars(q.order_by(ServiceRow.created_at)))
-    in_container = _container_command(shlex.split(command))
+    rows = ctx.services.list(model=inp.model, engine=inp.engine)
     same = [r for r in rows if dict(r.config or {}) == dict(inp.config)
-            and r.command == (in_container if r.runtime == "docker" else command)
+            and r.command == ctx.runtimes.get(r.runtime).adapt_command(command)
             and (inp.runtime == "auto" or r.runtime == inp.runtime)]
     if inp.name is not None:
         named = [r for r in same if r.name == inp.name]

@@ -29,15 +29,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
-from sqlalchemy import select
 
 from aima.errors import AimaError, NotFound
 from aima.ops import inference
 from aima.ops import service as service_ops
+from aima.ops.catalog import catalog_model
 from aima.ops.context import Context
 from aima.ops.models import Input, Output, cli
 from aima.ops.registry import Cli, operation
-from aima.store.tables import ServiceRow
 
 # The default stack, one model per type (catalog names). The only place it is written down.
 # The chat model is the operator agent's too (`aima ask`): one LLM loaded for both. Qwen2.5-Coder-1.5B answered 10 of
@@ -132,7 +131,7 @@ async def _bring_up(ctx: Context, item: _Item, timeout_s: float) -> None:
     svc = item.run.service
     item.engine = svc.engine
     if item.type is None:
-        entry = inference.catalog_model(ctx, svc.model)
+        entry = catalog_model(ctx, svc.model)
         item.type = entry.type if entry is not None else None
     where = f" at {svc.endpoint}" if svc.endpoint else ""
     _publish(ctx, item.model, item.run.outcome, f"{item.run.outcome}{where}" +
@@ -284,7 +283,7 @@ async def up(ctx: Context, inp: UpInput) -> StackOutput:
     t0 = time.monotonic()
     items: dict[str, _Item] = {}  # by canonical name: an alias and its model are one service
     for m in inp.models or DEFAULT_STACK:
-        entry = inference.catalog_model(ctx, m)
+        entry = catalog_model(ctx, m)
         items.setdefault(entry.name if entry is not None else m, _Item(m))
     await asyncio.gather(*(_bring_up(ctx, i, inp.timeout_s) for i in items.values()))
     for i in items.values():
@@ -331,9 +330,7 @@ async def down(ctx: Context, inp: DownInput) -> StackOutput:
     """Stop what `stack.up` brought up and every service of the default stack (their records stay)."""
     t0 = time.monotonic()
     recorded = _recorded(ctx)
-    with ctx.db.session() as s:
-        rows = list(s.scalars(select(ServiceRow).order_by(ServiceRow.created_at)))
-    targets = [r.id for r in rows if r.id in recorded or r.model in DEFAULT_STACK]
+    targets = [r.id for r in ctx.services.list() if r.id in recorded or r.model in DEFAULT_STACK]
 
     async def stop(sid: str) -> None:
         with contextlib.suppress(NotFound):  # deleted meanwhile: nothing left to stop

@@ -1,26 +1,97 @@
-"""Runtimes start, observe and stop instances: ``native`` (detached processes) and ``docker``
-(containers through the Docker SDK, or Podman's Docker-compatible socket).
+"""Runtimes start, observe and stop instances; see ``base`` for the contract every runtime keeps.
 
-A new runtime is a new module exposing a class that satisfies ``aima.runtimes.base.Runtime``,
-registered in ``RUNTIMES`` below. ``docker`` imports the Docker SDK only when it first connects.
+They are registered as data below: a new runtime is one module exposing a class that satisfies
+``aima.runtimes.base.Runtime``, plus one line here. Nothing outside this package names a runtime. The
+order is the order ``--runtime auto`` tries them in after the engine's preference; a later runtime is
+more specific about who holds a port on this machine (a container's published port is the container,
+not its proxy process). Runtime modules import their heavy libraries (the Docker SDK, Ray) only when
+they first need them.
 """
 
 from __future__ import annotations
 
-from aima.runtimes.base import Runtime
+import importlib
+import threading
+from typing import TYPE_CHECKING, Any
 
-RUNTIMES = ("native", "docker")
+from aima.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from aima.config import Settings
+    from aima.runtimes.base import Definition, Options, Runtime, ServicePlan
+
+RUNTIMES: dict[str, str] = {
+    "native": "aima.runtimes.native:NativeRuntime",
+    "docker": "aima.runtimes.docker:DockerRuntime",
+    "ray": "aima.runtimes.ray:RayRuntime",
+}
 
 
-def get_runtime(name: str, **kwargs: object) -> Runtime:
-    if name == "native":
-        from aima.runtimes.native import NativeRuntime
+def names() -> tuple[str, ...]:
+    return tuple(RUNTIMES)
 
-        return NativeRuntime(**kwargs)  # type: ignore[arg-type]
-    if name == "docker":
-        from aima.runtimes.docker import DockerRuntime
 
-        return DockerRuntime(**kwargs)  # type: ignore[arg-type]
-    from aima.errors import InvalidInput
+def runtime_class(name: str) -> Any:
+    try:
+        path = RUNTIMES[name]
+    except KeyError:
+        raise InvalidInput(f"runtime {name!r} does not exist; choose one of: {', '.join(RUNTIMES)}",
+                           field="runtime") from None
+    module, _, cls = path.partition(":")
+    return getattr(importlib.import_module(module), cls)
 
-    raise InvalidInput(f"runtime {name!r} is not available; choose one of: {', '.join(RUNTIMES)}", field="runtime")
+
+def option_models() -> list[type[Options]]:
+    """Every runtime's ``Options`` (the service-create fields it adds), in registry order."""
+    return [runtime_class(n).Options for n in RUNTIMES]
+
+
+def option_owner() -> dict[str, str]:
+    """Which runtime each option field belongs to."""
+    return {f: n for n in RUNTIMES for f in runtime_class(n).Options.model_fields}
+
+
+class Runtimes:
+    """The runtimes of one daemon (one AIMA_HOME), each made on first use."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._made: dict[str, Runtime] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Runtime:
+        rt = self._made.get(name)
+        if rt is None:
+            with self._lock:
+                rt = self._made.get(name)
+                if rt is None:
+                    rt = self._made[name] = runtime_class(name)(self.settings)
+        return rt
+
+    def all(self) -> list[Runtime]:
+        return [self.get(n) for n in RUNTIMES]
+
+    def live(self) -> list[Runtime]:
+        """The runtimes that answer now (each ``available`` never hangs)."""
+        return [rt for rt in self.all() if rt.available()]
+
+    def port_holder(self, port: int) -> str | None:
+        """Who listens on ``port`` on this machine, from the most specific runtime that can tell."""
+        for rt in reversed(self.live()):
+            who = rt.port_holder(port)
+            if who:
+                return who
+        return None
+
+    def choose(self, asked: str, plan: ServicePlan) -> tuple[str, str, Definition]:
+        """(runtime, why, its definition of the service) for ``--runtime asked`` (a name or ``auto``)."""
+        from aima.runtimes.choice import choose
+
+        name, why = choose(asked, plan, {n: self.get(n) for n in RUNTIMES})
+        return name, why, self.get(name).define(plan)
+
+    def close(self) -> None:
+        for rt in self._made.values():
+            close = getattr(rt, "close", None)
+            if close is not None:
+                close()

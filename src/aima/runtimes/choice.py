@@ -1,66 +1,72 @@
-"""Which runtime a service gets: ``--runtime native|docker|auto``, as one pure decision.
+"""Which runtime a service gets: ``--runtime NAME`` or ``auto``, as one decision over the runtimes' own
+answers (``claims``, ``consider``), always saying which it picked and why.
 
-``auto`` follows the engine entry's ``runtime.prefer`` and what is available here — a native install
-(the engine's Python modules import), a Docker daemon that answers, an image candidate — and always
-says which runtime it picked and why. The costly facts (asking the daemon) are functions, called only
-when the decision needs them, so a native choice never waits on Docker.
+``auto``: a runtime that claims the service takes it (``--image`` was given: a container; a model that
+does not fit this machine while a cluster is attached: the cluster); else the engine's preferred runtime
+when it can run it; else the first other that can, in registry order; else the preferred one when its
+own start will say what is missing (``fallback``), or ``Unavailable`` saying why none can. Verdicts are
+asked for lazily, so a native choice never waits on Docker. Options given for a runtime that was not
+chosen are refused, naming the runtime to ask for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 
 from aima.errors import InvalidInput, Unavailable
+from aima.runtimes.base import Runtime, ServicePlan, Verdict
 
 
-@dataclass
-class Facts:
-    asked: str  # native | docker | auto
-    engine: str
-    prefer: str = "native"  # the catalog entry's runtime.prefer (custom commands: native)
-    custom: bool = False  # a --command service
-    images: list[str] = field(default_factory=list)  # candidates (catalog's or --image), in order
-    native_missing: list[str] = field(default_factory=list)  # engine modules that do not import here
-    docker_answers: Callable[[], bool] = lambda: False
-    image_present: Callable[[], str | None] = lambda: None
-    docker_error: Callable[[], str | None] = lambda: None
+def choose(asked: str, plan: ServicePlan, runtimes: Mapping[str, Runtime]) -> tuple[str, str]:
+    """(runtime, reason); ``Unavailable`` or ``InvalidInput`` when no runtime can be had."""
+    if asked != "auto":
+        if asked not in runtimes:
+            raise InvalidInput(f"runtime {asked!r} does not exist; choose one of: auto, {', '.join(runtimes)}",
+                               field="runtime")
+        name, reason = asked, f"--runtime {asked} was asked for"
+    else:
+        name, reason = _auto(plan, runtimes)
+    _refuse_foreign_options(name, reason, plan, runtimes)
+    return name, reason
 
 
-def choose(f: Facts) -> tuple[str, str]:
-    """(runtime, reason); ``Unavailable`` or ``InvalidInput`` when the asked runtime cannot be had."""
-    if f.asked == "native":
-        return "native", "--runtime native was asked for"
-    if f.asked == "docker":
-        if not f.images:
-            what = "give --image NAME:TAG" if f.custom else f"engine {f.engine} lists no images; give --image NAME:TAG"
-            raise InvalidInput(f"--runtime docker needs an image to run: {what}", field="images")
-        if not f.docker_answers():
-            raise Unavailable(f.docker_error() or "Docker is not reachable")
-        return "docker", "--runtime docker was asked for"
-    # auto
-    if f.custom:
-        if not f.images:
-            return "native", "auto: a custom command without --image runs as a process"
-        if not f.docker_answers():
-            raise Unavailable(f.docker_error() or "Docker is not reachable")
-        return "docker", "auto: --image was given and Docker answers"
-    native_ok = not f.native_missing
-    missing = f"{', '.join(f.native_missing)} cannot be imported here" if f.native_missing else ""
-    if f.prefer == "docker":
-        if f.images and f.docker_answers():
-            return "docker", f"auto: {f.engine} prefers docker and Docker answers"
-        why = (f.docker_error() or "Docker is not reachable") if f.images else f"{f.engine} lists no images"
-        if native_ok:
-            return "native", f"auto: {f.engine} prefers docker, but {why}; it is installed here, so it runs natively"
-        raise Unavailable(f"{f.engine} prefers docker, but {why}; and it cannot run natively ({missing}): start "
-                          f"Docker, or install it (pip) and use --runtime native")
-    # prefer native (or auto): native when installed, else a container when one can be had
-    if native_ok:
-        return "native", f"auto: {f.engine} prefers native and is installed here"
-    if f.images and f.docker_answers():
-        ref = f.image_present()
-        where = f"image {ref} is on this machine" if ref else f"image {f.images[0]} can be pulled"
-        return "docker", f"auto: {f.engine} is not installed here ({missing}); Docker answers and {where}"
-    return "native", (f"auto: {f.engine} prefers native ({missing}; no container either: "
-                      f"{f.docker_error() or 'no image listed'})")
+def _auto(plan: ServicePlan, runtimes: Mapping[str, Runtime]) -> tuple[str, str]:
+    for name, rt in runtimes.items():
+        why = rt.claims(plan)
+        if why:
+            return name, f"auto: {why}"
+    prefer = plan.prefer if plan.prefer in runtimes else next(iter(runtimes))
+    order = [prefer, *(n for n in runtimes if n != prefer)]
+    seen: dict[str, Verdict] = {}
+    for name in order:
+        v = seen[name] = runtimes[name].consider(plan)
+        if not v.usable:
+            continue
+        if plan.custom:
+            return name, f"auto: {v.why}"
+        if name == prefer:
+            return name, f"auto: {plan.engine} prefers {prefer} and {v.why}"
+        return name, (f"auto: {plan.engine} prefers {prefer}, but {seen[prefer].why}; {v.why}, so it runs "
+                      f"{runtimes[name].describe}")
+    first = seen[prefer]
+    others = "; ".join(f"it cannot run {runtimes[n].describe} ({v.why})" for n, v in seen.items() if n != prefer)
+    if first.fallback:
+        return prefer, f"auto: {plan.engine} prefers {prefer} ({first.why}; {others})"
+    raise Unavailable(f"{plan.engine} prefers {prefer}, but {first.why}; and {others}")
+
+
+def _refuse_foreign_options(name: str, reason: str, plan: ServicePlan, runtimes: Mapping[str, Runtime]) -> None:
+    for other, rt in runtimes.items():
+        if other == name:
+            continue
+        given = [_flag(rt, f) for f in rt.Options.model_fields if plan.given.get(f) not in (None, [], {}, "")]
+        if given:
+            verb = "apply" if len(given) > 1 else "applies"
+            raise InvalidInput(f"{', '.join(given)} {verb} to {rt.applies_to}, but this service runs "
+                               f"{runtimes[name].describe} ({reason}); add --runtime {other}", field="runtime")
+
+
+def _flag(rt: Runtime, field: str) -> str:
+    extra = rt.Options.model_fields[field].json_schema_extra
+    cli_name = extra.get("x-cli-name") if isinstance(extra, dict) else None
+    return f"--{cli_name or field.replace('_', '-')}"

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import platform
 import re
+import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aima.catalog.schema import Image
+from aima.domain.units import parse_bytes
 from aima.errors import InvalidInput
-from aima.runtimes.base import LaunchSpec
+from aima.runtimes.base import LaunchSpec, Options
 
 LABEL_HOME = "aima.home"
 LABEL_SERVICE = "aima.service"
@@ -61,6 +64,55 @@ class ContainerOptions(BaseModel):
     memory_limit: int | None = None
     shm_size: int | None = None
     gpu: Gpu | None = None
+
+
+class DockerOptions(Options):
+    """What ``service create`` takes for a container (the docker runtime's flags)."""
+
+    images: list[str] = Field(default_factory=list, max_length=16,
+                              description="container image candidates name:tag, in priority order (docker; "
+                                          "replaces the catalog's)", json_schema_extra={"x-cli-name": "image"})
+    volumes: list[str] = Field(default_factory=list, max_length=32,
+                               description="extra container mount SRC:DST[:ro|rw] (docker)",
+                               json_schema_extra={"x-cli-name": "volume"})
+    network: Network | None = Field(
+        None, description="container network (docker; default: bridge with the port published on 127.0.0.1 "
+                          "when the engine takes {host}, else host)")
+    cpus: float | None = Field(None, gt=0, le=4096, description="container CPU limit (docker)")
+    memory_limit: str | None = Field(None, max_length=32, description="container memory limit, e.g. 8GiB (docker)",
+                                     json_schema_extra={"x-cli-name": "memory-limit"})
+    shm_size: str | None = Field(None, max_length=32, description="container shared memory, e.g. 2GiB (docker)",
+                                 json_schema_extra={"x-cli-name": "shm-size"})
+
+    @field_validator("memory_limit", "shm_size")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_bytes(v)
+        return v
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, v: list[str]) -> list[str]:
+        for item in v:
+            parse_volume(item)
+        return v
+
+
+def parse_volume(text: str) -> dict[str, Any]:
+    """``SRC:DST[:ro|rw]`` (absolute paths) as a container mount."""
+    parts = text.split(":")
+    mode = "rw"
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        mode = parts.pop()
+    if len(parts) != 2 or not all(p.startswith("/") for p in parts):
+        raise ValueError(f"{text!r} is not SRC:DST[:ro|rw] with absolute paths")
+    return {"source": parts[0], "target": parts[1], "read_only": mode == "ro"}
+
+
+def container_command(command: str) -> str:
+    """A command template for a container: ``{python}`` is the image's ``python3``, not this machine's."""
+    return shlex.join(["python3" if w == sys.executable else w for w in shlex.split(command)])
 
 
 # ---------------------------------------------------------------------------- images

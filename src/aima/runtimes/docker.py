@@ -38,26 +38,43 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from aima.catalog.schema import Image
-from aima.errors import AimaError, EngineError, PortInUse, Unavailable
-from aima.runtimes.base import Handle, LaunchSpec, Observation, describe_exit
+from aima.config import Settings
+from aima.errors import AimaError, EngineError, InvalidInput, PortInUse, Unavailable
+from aima.runtimes.base import (
+    Definition,
+    Handle,
+    LaunchSpec,
+    Observation,
+    Owned,
+    Placement,
+    ServicePlan,
+    Verdict,
+    describe_exit,
+)
+from aima.runtimes.base import Options as BaseOptions
 from aima.runtimes.container import (
     LABEL_HOME,
     LABEL_INSTANCE,
     LABEL_SERVICE,
     LABEL_SERVICE_NAME,
     ContainerOptions,
+    DockerOptions,
+    container_command,
     container_config,
     exit_code,
     image_ref,
     local_refs,
+    parse_image,
+    parse_volume,
     pull_refs,
     runs_here,
     state_alive,
     this_platform,
 )
+from aima.runtimes.local import local_ports, port_is_free, wait_port_free
 
 log = logging.getLogger("aima.runtimes.docker")
 
@@ -111,10 +128,15 @@ class _Follower:
 
 class DockerRuntime:
     name = "docker"
+    describe = "in a container"
+    applies_to = "containers"
+    Options: ClassVar[type[BaseOptions]] = DockerOptions
+    blocking = True  # every call asks the Docker daemon
 
-    def __init__(self, home: Path | None = None, *, ping_timeout_s: float = 2.0, call_timeout_s: float = 3.0,
+    def __init__(self, settings: Settings, *, ping_timeout_s: float = 2.0, call_timeout_s: float = 3.0,
                  long_timeout_s: float = 120.0) -> None:
-        self.home = home
+        self.home: Path | None = settings.home
+        self.ports = local_ports(*settings.ports)
         self.ping_timeout_s = ping_timeout_s
         self.call_timeout_s = call_timeout_s
         self.long_timeout_s = long_timeout_s
@@ -196,10 +218,83 @@ class DockerRuntime:
                 self._down = (time.monotonic(), _short(e))
             raise Unavailable(unreachable_message(_short(e))) from None
 
-    def engine_host(self, host: str, options: dict[str, Any]) -> str:
+    # ------------------------------------------------------------------ choice (service create)
+    def claims(self, plan: ServicePlan) -> str | None:
+        return "--image was given: it runs in a container" if plan.given.get("images") else None
+
+    def _images(self, plan: ServicePlan) -> list[Image]:
+        given = plan.given.get("images") or []
+        return [parse_image(t) for t in given] if given else list(plan.images)
+
+    def consider(self, plan: ServicePlan) -> Verdict:
+        images = self._images(plan)
+        if not images:
+            return Verdict(False, f"{plan.engine} lists no images" if not plan.custom else "no --image was given")
+        try:
+            self.check()
+        except Unavailable as e:
+            return Verdict(False, e.message)
+        try:
+            ref = self.present(images)
+        except Unavailable:
+            ref = None
+        where = f"image {ref} is on this machine" if ref else f"image {image_ref(images[0])} can be pulled"
+        return Verdict(True, f"Docker answers and {where}")
+
+    def define(self, plan: ServicePlan) -> Definition:
+        """Fix the container settings: images, mounts (the model's folder read-only), network, limits, GPUs."""
+        images = self._images(plan)
+        if not images:
+            what = ("give --image NAME:TAG" if plan.custom
+                    else f"engine {plan.engine} lists no images; give --image NAME:TAG")
+            raise InvalidInput(f"--runtime docker needs an image to run: {what}", field="images")
+        self.check()
+        given = plan.given
+        mounts = [parse_volume(v) for v in given.get("volumes") or []]
+        command = None
+        if not plan.custom and plan.model_path:
+            mp = Path(plan.model_path)
+            folder = mp if mp.is_dir() else mp.parent
+            mounts.insert(0, {"source": str(folder), "target": str(folder), "read_only": True})
+            command = self.adapt_command(plan.command)
+        er = plan.engine_runtime
+        network = given.get("network") or (er.network if er is not None else None)
+        if network is None:
+            network = "bridge" if "{host}" in (command or plan.command) else "host"
+        from aima.domain.units import parse_bytes
+
+        shm = given.get("shm_size")
+        options = {
+            "images": [i.model_dump() for i in images], "network": network, "mounts": mounts,
+            "cpus": given.get("cpus"),
+            "memory_limit": parse_bytes(given["memory_limit"]) if given.get("memory_limit") else None,
+            "shm_size": parse_bytes(shm) if shm else (int(er.shm_size) if er is not None and er.shm_size else None),
+            "gpu": plan.gpu,
+        }
+        return Definition(options=options, command=command)
+
+    def adapt_command(self, command: str) -> str:
+        return container_command(command)
+
+    # ------------------------------------------------------------------ placement and ports (this machine)
+    def place(self, spec: LaunchSpec) -> Placement:
+        return Placement(host="127.0.0.1")
+
+    def allocate_port(self, where: Placement, lo: int, hi: int, reserved: set[int], prefer: int | None) -> int:
+        return self.ports.allocate(where.host, reserved, prefer)
+
+    def check_port(self, where: Placement, port: int) -> str | None:
+        if port_is_free(port, where.host):
+            return None
+        return self.port_holder(port) or "another process"
+
+    def release(self, where: Placement) -> None:
+        pass
+
+    def engine_host(self, where: Placement, options: dict[str, Any]) -> str:
         # Inside its own network namespace the engine listens on every interface; Docker publishes
-        # that port on ``host`` only. On the host's network it listens where a native engine would.
-        return host if options.get("network") == "host" else "0.0.0.0"
+        # that port on ``where.host`` only. On the host's network it listens where a native engine would.
+        return where.host if options.get("network") == "host" else "0.0.0.0"
 
     # ------------------------------------------------------------------ images
     def present(self, images: list[Image]) -> str | None:
@@ -386,7 +481,11 @@ class DockerRuntime:
         except NotFound:
             return None
 
-    def observe(self, handle: Handle) -> Observation:
+    def observe_many(self, handles: list[Handle]) -> list[Observation]:
+        """Every container from one list of them (at most one API call per quarter second)."""
+        return [self._observe(h) for h in handles]
+
+    def _observe(self, handle: Handle) -> Observation:
         cid = handle.data.get("container")
         if not cid:
             return Observation(alive=False, detail="no container was started")
@@ -565,11 +664,15 @@ class DockerRuntime:
         self._drain(cid)
         self._remove(cid)
         self._record(cid, Observation(alive=False, exit_code=code, detail=describe_exit(code)))
+        wait_port_free(handle.port, handle.host)
         return code
 
     # ------------------------------------------------------------------ discovery
-    def discover(self, home: Path) -> list[tuple[str, str, Handle]]:
-        """Every container of this home (running or not): (service id, instance id, handle)."""
+    def owned(self) -> list[Owned]:
+        """Every container of this home (running or not)."""
+        if not self.available():
+            return []
+        home = self.home
         fast, _ = self._connect()
         rows = self._call(fast.containers, all=True, filters={"label": f"{LABEL_HOME}={home}"})
         out = []
@@ -586,9 +689,9 @@ class DockerRuntime:
                 pid = int(st.get("Pid") or 0) or None
                 started = _ts(st.get("StartedAt"))
             name = (r.get("Names") or [cid[:12]])[0].lstrip("/")
-            out.append((labels.get(LABEL_SERVICE, ""), iid,
-                        Handle(self.name, pid, started, [], {"container": cid, "name": name, "instance": iid,
-                                                             "image": r.get("Image")})))
+            out.append(Owned(labels.get(LABEL_SERVICE, ""), iid,
+                             Handle(self.name, pid, started, [], {"container": cid, "name": name, "instance": iid,
+                                                                  "image": r.get("Image")})))
         return out
 
     # ------------------------------------------------------------------ ports

@@ -1,4 +1,5 @@
-"""The native runtime: engines as detached processes in their own session and process group.
+"""The native runtime: engines as detached processes on this machine, each in its own session and process
+group.
 
 Every process carries ``AIMA_SERVICE_ID``, ``AIMA_INSTANCE_ID`` and ``AIMA_HOME`` in its environment
 and is identified by pid + start time + command line, so a recycled pid is never mistaken for it.
@@ -11,22 +12,44 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
+from aima.config import Settings
 from aima.errors import EngineError
-from aima.runtimes.base import Handle, LaunchSpec, Observation, describe_exit
+from aima.runtimes.base import (
+    Definition,
+    Handle,
+    LaunchSpec,
+    Observation,
+    Options,
+    Owned,
+    Placement,
+    ServicePlan,
+    Verdict,
+    describe_exit,
+)
+from aima.runtimes.local import local_ports, port_is_free, process_on_port, wait_port_free
 
 _START_TIME_TOLERANCE = 0.05
+HERE = "127.0.0.1"
+
+
+class NativeOptions(Options):
+    """A process takes no options beyond its command and environment."""
 
 
 class NativeRuntime:
     name = "native"
+    describe = "natively"
+    applies_to = "processes"
+    Options: ClassVar[type[Options]] = NativeOptions
+    blocking = False  # psutil and signals: microseconds
 
-    def __init__(self, home: Path | None = None) -> None:
-        self.home = home
+    def __init__(self, settings: Settings) -> None:
+        self.home = settings.home
+        self.ports = local_ports(*settings.ports)
         # Children we spawned ourselves: kept so they can be reaped and their exit codes read.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._exits: dict[tuple[int, float | None], int] = {}  # exit codes of reaped children
@@ -34,8 +57,45 @@ class NativeRuntime:
     def available(self) -> bool:
         return True
 
-    def engine_host(self, host: str, options: dict[str, Any]) -> str:
-        return host
+    # -- choice ----------------------------------------------------------------------------------
+    def claims(self, plan: ServicePlan) -> str | None:
+        return None
+
+    def consider(self, plan: ServicePlan) -> Verdict:
+        if plan.custom:
+            if plan.given.get("images"):
+                return Verdict(False, "--image was given")
+            return Verdict(True, "a custom command without --image runs as a process")
+        from aima.catalog.resolver import module_present
+
+        missing = [m for m in plan.python_modules if not module_present(m)]
+        if missing:
+            return Verdict(False, f"{', '.join(missing)} cannot be imported here", fallback=True)
+        return Verdict(True, "it is installed here")
+
+    def define(self, plan: ServicePlan) -> Definition:
+        return Definition()
+
+    def adapt_command(self, command: str) -> str:
+        return command
+
+    # -- launch ----------------------------------------------------------------------------------
+    def place(self, spec: LaunchSpec) -> Placement:
+        return Placement(host=HERE)
+
+    def allocate_port(self, where: Placement, lo: int, hi: int, reserved: set[int], prefer: int | None) -> int:
+        return self.ports.allocate(where.host, reserved, prefer)
+
+    def check_port(self, where: Placement, port: int) -> str | None:
+        if port_is_free(port, where.host):
+            return None
+        return process_on_port(port) or "another process"
+
+    def engine_host(self, where: Placement, options: dict[str, Any]) -> str:
+        return where.host
+
+    def release(self, where: Placement) -> None:
+        pass
 
     # -- start ---------------------------------------------------------------------------------
     def start(self, spec: LaunchSpec) -> Handle:
@@ -81,7 +141,10 @@ class NativeRuntime:
         except psutil.Error:
             return None
 
-    def observe(self, handle: Handle) -> Observation:
+    def observe_many(self, handles: list[Handle]) -> list[Observation]:
+        return [self._observe(h) for h in handles]
+
+    def _observe(self, handle: Handle) -> Observation:
         key = (handle.pid or -1, handle.start_time)
         if key in self._exits:
             code = self._exits[key]
@@ -133,11 +196,12 @@ class NativeRuntime:
             while self._process(handle) is not None and time.monotonic() < end:
                 time.sleep(0.02)
         _wait_group_gone(pgid, 5.0)
+        wait_port_free(handle.port, handle.host)
         return code
 
     # -- discovery -----------------------------------------------------------------------------
-    def discover(self, home: Path) -> list[tuple[str, str, Handle]]:
-        found: list[tuple[str, str, Handle]] = []
+    def owned(self) -> list[Owned]:
+        found: list[Owned] = []
         me = os.getpid()
         my_ns = _pid_namespace(me)
         for p in psutil.process_iter(["pid", "create_time", "cmdline"]):
@@ -150,39 +214,20 @@ class NativeRuntime:
             except psutil.Error:
                 continue
             iid = env.get("AIMA_INSTANCE_ID")
-            if not iid or env.get("AIMA_HOME") != str(home):
+            if not iid or env.get("AIMA_HOME") != str(self.home):
                 continue
             try:
                 if os.getpgid(p.pid) != p.pid:
                     continue  # a child of an engine: its group leader stands for it
             except OSError:
                 continue
-            found.append((env.get("AIMA_SERVICE_ID", ""), iid,
-                          Handle(self.name, p.pid, p.info["create_time"], p.info["cmdline"] or [],
-                                 {"pgid": p.pid})))
+            found.append(Owned(env.get("AIMA_SERVICE_ID", ""), iid,
+                               Handle(self.name, p.pid, p.info["create_time"], p.info["cmdline"] or [],
+                                      {"pgid": p.pid})))
         return found
 
     def port_holder(self, port: int) -> str | None:
-        return port_holder(port)
-
-
-def port_holder(port: int) -> str | None:
-    """Describe the process listening on ``port`` (pid and command), if any can be seen."""
-    try:
-        conns = psutil.net_connections(kind="inet")
-    except (psutil.Error, OSError):
-        return None
-    for c in conns:
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
-            if c.pid:
-                try:
-                    p = psutil.Process(c.pid)
-                    cmd = " ".join(p.cmdline()) or p.name()
-                    return f"pid {c.pid} ({cmd[:160]})"
-                except psutil.Error:
-                    return f"pid {c.pid}"
-            return "another process (pid not visible)"
-    return None
+        return process_on_port(port)
 
 
 def _pid_namespace(pid: int) -> str | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,24 +21,17 @@ log = logging.getLogger("aima.server")
 
 
 def build_context(settings: Settings) -> Any:
-    from aima.controller.events import EventBus
-    from aima.controller.reconciler import Reconciler
     from aima.ops.context import Context
-    from aima.store.db import Database
 
-    settings.ensure_dirs()
-    db = Database(settings.db_path)
-    bus = EventBus(db, keep=settings.events_keep)
-    ctx = Context(settings=settings, db=db, bus=bus, reconciler=Reconciler(db, settings, bus))
-    bus.listen(ctx.routes.on_event)
-    return ctx
+    return Context.build(settings)
 
 
 class _App(FastAPI):
-    """FastAPI behind the gateway's ``Door`` (the API key check); ``gateway`` answers /v1 before ASGI."""
+    """FastAPI behind ``Door`` (the API key check); ``gateway`` answers /v1 before ASGI (``server.http``)."""
 
     door: Any = None
     gateway: Any = None
+    keys: Any = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.door(scope, receive, send)
@@ -47,25 +40,25 @@ class _App(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, ctx: Any | None = None) -> _App:
-    from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-    from mcp.server.transport_security import TransportSecuritySettings
+class Mount(Protocol):
+    """A surface served on the daemon's port (REST, MCP, the web page): it adds its routes to ``app`` and may
+    return what must run while the daemon runs (entered at start-up, left at shutdown). ``get_ctx()`` is the
+    daemon's Context once it started. The surfaces sit above the server: ``aima.surfaces.mounts()``
+    hands them to it."""
 
-    from aima.gateway.router import Door, Gateway
+    def __call__(self, app: FastAPI, get_ctx: Callable[[], Any],
+                 settings: Settings) -> contextlib.AbstractAsyncContextManager[Any] | None: ...
+
+
+def create_app(settings: Settings, ctx: Any | None = None, surfaces: Sequence[Mount] = ()) -> _App:
+    from aima.gateway.router import Gateway
     from aima.gateway.router import docs as openai_docs
-    from aima.surfaces import mcp as mcp_surface
-    from aima.surfaces import rest
+    from aima.server.auth import Door, KeyRing
 
     holder: dict[str, Any] = {"ctx": ctx}
     gateway = Gateway()
-    session_manager = StreamableHTTPSessionManager(
-        app=mcp_surface.in_process_server(lambda: holder["ctx"]), stateless=True, json_response=True,
-        security_settings=TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", f"{settings.host}:*"],
-            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
-        ),
-    )
+    keys = KeyRing(None, settings.api_key)
+    running: list[contextlib.AbstractAsyncContextManager[Any]] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,24 +67,31 @@ def create_app(settings: Settings, ctx: Any | None = None) -> _App:
         context = holder["ctx"]
         app.state.ctx = context
         app.state.gateway = gateway
-        gateway.bind(context)  # keys, metrics, and the use the reconciler reads for idle unload
+        keys.db = context.db
+        keys.load()
+        context.bus.listen(keys.on_event)
+        gateway.bind(context)  # routes, the way to a ready engine, metrics
         await context.reconciler.start()  # re-adopts live instances first (rule 11)
-        context.routes.rebuild(context.db)
+        context.routes.rebuild(context.services, context.instances)
         gc.collect()
         gc.freeze()  # what startup built lives on: later collections skip it (shorter pauses under load)
         try:
-            async with session_manager.run():
+            async with contextlib.AsyncExitStack() as stack:
+                for cm in running:
+                    await stack.enter_async_context(cm)
                 yield
         finally:
             gateway.close()
+            await context.acquirer.close()
             await context.reconciler.close()
             context.db.close()
 
     app = _App(title="aima", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     # API keys for every route but /health, in front of all of FastAPI's layers; /v1 is served by the
-    # daemon's front protocol (aima.gateway.front) with this gateway, before ASGI.
-    app.door = Door(app.fastapi, gateway)
+    # daemon's HTTP protocol (aima.server.http) with this gateway, before ASGI (checking the same keys).
+    app.door = Door(app.fastapi, keys)
     app.gateway = gateway
+    app.keys = keys
 
     @app.exception_handler(AimaError)
     async def _aima_error(_req: Request, e: AimaError) -> JSONResponse:
@@ -135,7 +135,9 @@ def create_app(settings: Settings, ctx: Any | None = None) -> _App:
         body = gateway.metrics.render() if gateway.metrics is not None else b""
         return Response(body, media_type=CONTENT_TYPE)
 
-    rest.install(app)
+    for mount in surfaces:
+        cm = mount(app, lambda: holder["ctx"], settings)
+        if cm is not None:
+            running.append(cm)
     app.include_router(openai_docs)
-    app.add_route("/mcp", StreamableHTTPASGIApp(session_manager), include_in_schema=False)
     return app

@@ -1,17 +1,23 @@
-"""API keys at the door: ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``.
+"""API keys: the one check every route goes through, and the one refusal (401).
 
 Keys are stored as the sha256 of a high-entropy random string (``key.create`` shows the key once).
-The ring holds the active digests in memory, reloaded on every ``key.*`` event. A presented key is
-hashed, compared in constant time against every active digest, and, once verified, cached by its
-digest, so a request pays one sha256 and one dict lookup (microseconds). Revoking clears the cache.
+The ring holds the active digests in memory, reloaded on every ``key.*`` event. A presented key
+(``Authorization: Bearer KEY`` or ``X-API-Key: KEY``) is hashed, compared in constant time against
+every active digest, and, once verified, cached by its digest, so a request pays one sha256 and one
+dict lookup (microseconds). Revoking clears the cache.
+
+Every route but ``/health`` needs a key while any is active: ``/v1`` is checked by the daemon's HTTP
+protocol (``server.http``) before the gateway sees it; every other route by ``Door``, the outermost ASGI
+layer. Both refuse with ``REFUSAL``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
-import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -20,16 +26,16 @@ from aima.store.db import Database
 from aima.store.tables import ApiKeyRow
 
 log = logging.getLogger("aima.auth")
-PREFIX = "aima-"
 CACHE_MAX = 4096
+OPEN_PATHS = ("/health",)
 
-
-def new_key() -> str:
-    return PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+Headers = list[tuple[bytes, bytes]]
+# The refusal of a request without a valid key: (status, headers, body), in OpenAI's error shape.
+REFUSAL: tuple[int, Headers, bytes] = (
+    401, [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+    json.dumps({"error": {"message": "a valid API key is needed: send `Authorization: Bearer KEY` or `X-API-Key: "
+                                     "KEY` (the CLI: --api-key or AIMA_API_KEY)",
+                          "type": "authentication_error", "code": "invalid_api_key", "param": None}}).encode())
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
@@ -88,3 +94,40 @@ class KeyRing:
                 self._verified.clear()
             self._verified[digest] = True
         return ok
+
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_NOT_HERE = json.dumps({"error": {
+    "message": "the OpenAI routes are served by aima's own HTTP protocol: run the daemon with `aima start`, not "
+               "under another ASGI server", "type": "server_error", "code": "not_implemented", "param": None}}).encode()
+
+
+class Door:
+    """The daemon's outermost ASGI layer: the API key check for every route but ``/health``, then the app.
+
+    ``/v1/...`` never gets here under the daemon: its HTTP protocol answers it before ASGI. Under another
+    ASGI server the OpenAI routes answer 501, saying so.
+    """
+
+    def __init__(self, app: Any, keys: KeyRing):
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            answer = None
+            if path not in OPEN_PATHS and not self.keys.check(presented_key(scope["headers"])):
+                answer = REFUSAL
+            elif path.startswith("/v1/"):
+                answer = (501, [(b"content-type", b"application/json")], _NOT_HERE)
+            if answer is not None:
+                status, headers, body = answer
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from aima.config import Settings
 from aima.errors import AimaError, Conflict
+
+if TYPE_CHECKING:
+    from aima.server.app import Mount
 
 GRACEFUL_S = 30
 
@@ -108,7 +111,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(settings: Settings, host: str, port: int, insecure: bool = False) -> int:
+def serve(settings: Settings, host: str, port: int, insecure: bool = False,
+          surfaces: Sequence[Mount] = ()) -> int:
+    """Run the daemon in this process until it is told to stop, serving ``surfaces`` (REST, MCP... as mounts:
+    ``aima.surfaces.mounts()``) beside the gateway."""
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -122,7 +128,7 @@ def serve(settings: Settings, host: str, port: int, insecure: bool = False) -> i
                 self.ctx.shutting_down = True
             super().handle_exit(sig, frame)
 
-    from aima.controller.ports import port_is_free
+    from aima.runtimes.local import port_is_free, process_on_port
     from aima.server.app import build_context, create_app
 
     settings.ensure_dirs()
@@ -130,13 +136,17 @@ def serve(settings: Settings, host: str, port: int, insecure: bool = False) -> i
     if stale:
         print(f"aima: {stale}: its pid file was stale and is removed", file=sys.stderr, flush=True)
     if not port_is_free(port, host):
-        from aima.runtimes.native import port_holder
-
-        who = port_holder(port) or "another process"
+        who = process_on_port(port) or "another process"
         raise Conflict(f"port {port} on {host} is already in use by {who}; choose another with --port")
     ctx = build_context(settings)  # opens the database now: a corrupt one fails before listening
+    try:  # a runtime that attaches to a peer at start (a Ray cluster) fails here, in one line
+        for rt in ctx.runtimes.all():
+            getattr(rt, "attach", lambda: None)()
+    except AimaError:
+        ctx.db.close()
+        raise
     if not is_loopback(host) and not insecure:
-        from aima.gateway.auth import KeyRing
+        from aima.server.auth import KeyRing
 
         keys = KeyRing(ctx.db, settings.api_key)
         keys.load()
@@ -145,19 +155,21 @@ def serve(settings: Settings, host: str, port: int, insecure: bool = False) -> i
             raise Conflict(f"refusing to listen on {host} (beyond this machine) without an API key: create one "
                            f"with `aima key create` on a loopback daemon (or set AIMA_API_KEY), or pass --insecure "
                            f"to serve anyone who can reach port {port}")
-    app = create_app(settings, ctx)
+    app = create_app(settings, ctx, surfaces)
     me = psutil.Process()
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    ctx.url = url
     settings.pid_file.write_text(json.dumps({"pid": me.pid, "start_time": me.create_time(), "url": url,
                                              "host": host, "port": port}))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from aima import __version__
-    from aima.gateway.front import protocol_for
+    from aima.server.http import protocol_for
 
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False,
-                            timeout_graceful_shutdown=GRACEFUL_S, lifespan="on", http=protocol_for(app.gateway),
+                            timeout_graceful_shutdown=GRACEFUL_S, lifespan="on",
+                            http=protocol_for(app.gateway, app.keys),
                             server_header=False, headers=[("server", f"aima/{__version__}")])
     server = _Server(config)
     server.ctx = ctx
@@ -182,25 +194,3 @@ def serve(settings: Settings, host: str, port: int, insecure: bool = False) -> i
 
 def _shutdown_done(_sig: int, _frame: Any) -> None:
     """The stop signal, re-raised by uvicorn after its graceful shutdown: nothing is left to do."""
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m aima.server.daemon --host H --port P`` (what ``aima start --detach`` runs)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="aima-daemon")
-    parser.add_argument("--host", default=None)
-    parser.add_argument("--port", type=int, default=None)
-    parser.add_argument("--insecure", action="store_true", help="listen beyond loopback without an API key")
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings()
-        return serve(settings, args.host or settings.host, args.port or settings.port, args.insecure)
-    except AimaError as e:
-        print(f"aima: {e.message}", file=sys.stderr)
-        return e.exit_code
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())

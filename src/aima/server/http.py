@@ -12,6 +12,9 @@ directly — the head and a whole JSON body in one write, an SSE stream chunk by
 Everything else (the REST API, MCP, the web page, ``/health``, ``/metrics``) keeps uvicorn's ASGI
 path unchanged, on the same port and the same keep-alive connection. Pipelined requests keep their
 order: a request that arrives while the previous one is being answered waits in uvicorn's pipeline.
+
+A ``/v1`` request without a valid API key (while keys are in use) is refused here, before the gateway
+sees it (``server.auth``); the ASGI routes are checked by ``server.auth.Door``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from aima.server.auth import REFUSAL, KeyRing, presented_key
 
 if TYPE_CHECKING:
     from aima.gateway.router import Gateway
@@ -185,6 +190,7 @@ class FrontProtocol(HttpToolsProtocol):
     """uvicorn's protocol; ``/v1`` requests go to ``gateway`` as :class:`Exchange` objects."""
 
     gateway: Gateway
+    keys: KeyRing
 
     def on_message_begin(self) -> None:
         self.url = b""
@@ -239,6 +245,9 @@ class FrontProtocol(HttpToolsProtocol):
             super()._start_asgi_task(cycle, app)
 
     def _start(self, ex: Exchange) -> None:
+        if not self.keys.check(presented_key(ex.headers)):
+            ex.whole(*REFUSAL)
+            return
         task = self.loop.create_task(self.gateway.serve(ex))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
@@ -266,6 +275,6 @@ class FrontProtocol(HttpToolsProtocol):
         ex.set()
 
 
-def protocol_for(gateway: Gateway) -> type[FrontProtocol]:
+def protocol_for(gateway: Gateway, keys: KeyRing) -> type[FrontProtocol]:
     """The protocol class uvicorn is configured with (``uvicorn.Config(http=...)``)."""
-    return type("AimaProtocol", (FrontProtocol,), {"gateway": gateway})
+    return type("AimaProtocol", (FrontProtocol,), {"gateway": gateway, "keys": keys})

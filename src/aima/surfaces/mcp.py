@@ -159,6 +159,24 @@ async def ask_client(ctx: ServerRequestContext, tool: str, args: dict[str, Any],
     return res.action == "accept" and bool((res.content or {}).get("approve"))
 
 
+def mount(app: Any, get_ctx: Callable[[], Any], settings: Any) -> Any:
+    """MCP (streamable HTTP) at ``/mcp`` on the daemon's app (``aima.server.app.Mount``); the session manager
+    runs while the daemon does."""
+    from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    manager = StreamableHTTPSessionManager(
+        app=in_process_server(get_ctx), stateless=True, json_response=True,
+        security_settings=TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", f"{settings.host}:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        ),
+    )
+    app.add_route("/mcp", StreamableHTTPASGIApp(manager), include_in_schema=False)
+    return manager.run()
+
+
 def in_process_server(get_ctx: Callable[[], Any]) -> Server:
     """The server mounted at /mcp: tools call operations directly."""
     from aima.ops.registry import describe, load_all

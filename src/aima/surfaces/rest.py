@@ -23,6 +23,16 @@ log = logging.getLogger("aima.rest")
 PREFIX = "/api/v1"
 
 
+def _agent_routes() -> Any:
+    from aima.surfaces.agent_routes import install
+
+    return install
+
+
+# Operations whose REST form is not the generic one: the module that installs their routes.
+OWN_ROUTES = {"agent.ask": _agent_routes}
+
+
 def error_response(e: AimaError) -> JSONResponse:
     return JSONResponse(e.to_dict(), status_code=e.status)
 
@@ -70,8 +80,8 @@ def build_router() -> APIRouter:
     router = APIRouter(prefix=PREFIX)
     ops = load_all()
     for op in ops.values():
-        if op.extra.get("rest") is not None:  # an operation with routes of its own (agent.ask streams its steps)
-            op.extra["rest"](router, op)
+        if op.name in OWN_ROUTES:  # an operation with routes of its own (agent.ask streams its steps)
+            OWN_ROUTES[op.name]()(router, op)
             continue
         extra: dict[str, Any] = {}
         if op.method != "GET":
@@ -129,6 +139,11 @@ def build_router() -> APIRouter:
 
 def _sse(ev: dict[str, Any]) -> bytes:
     return f"id: {ev['id']}\nevent: {ev['kind']}\ndata: {json.dumps(ev)}\n\n".encode()
+
+
+def mount(app: FastAPI, get_ctx: Any, settings: Any) -> None:
+    """The REST surface on the daemon's app (``aima.server.app.Mount``)."""
+    install(app)
 
 
 def install(app: FastAPI) -> None:

@@ -344,8 +344,9 @@ def start_cmd(
     port = port or settings.port
     if not detach:
         from aima.server.daemon import serve
+        from aima.surfaces import mounts
 
-        raise typer.Exit(serve(settings, host, port, insecure))  # serve() announces itself once listening
+        raise typer.Exit(serve(settings, host, port, insecure, mounts()))  # serve() announces itself once listening
     info = start_detached(settings, host, port, timeout, insecure)
     print(f"aima daemon running (pid {info['pid']}) at {info['url']}")
 
@@ -364,7 +365,7 @@ def start_detached(settings: Any, host: str, port: int, timeout: float, insecure
     with open(log_path, "ab") as log:
         offset = log.tell()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "aima.server.daemon", "--host", host, "--port", str(port),
+            [sys.executable, "-m", "aima.surfaces.daemon", "--host", host, "--port", str(port),
              *(["--insecure"] if insecure else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
