@@ -14,9 +14,7 @@ from typing import Any
 
 import pytest
 
-# Besides Daemon, the helpers are re-exported for test modules written against the old layout
-# (``from tests.conftest import Daemon, free_port``) that are still coming in; import them from tests.support.daemon.
-from tests.support.daemon import AIMA, PY, ApiError, Daemon, echo_cmd, free_port, wait_until  # noqa: F401
+from tests.support.daemon import Daemon
 from tests.support.docker import docker_kit, get_kit  # noqa: F401 - docker_kit: a fixture for the docker runtime's tests
 
 

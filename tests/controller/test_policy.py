@@ -53,6 +53,10 @@ def test_backoff_is_capped() -> None:
     assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60]
 
 
+def test_a_launch_whose_place_is_away_is_retried_with_the_backoff_without_a_cap() -> None:
+    assert [policy.retry_launch(n, RULES) for n in (0, 1, 5, 40)] == [(1, 1.0), (2, 2.0), (6, 32.0), (41, 60.0)]
+
+
 def use(sid: str, last: float, **kw: object) -> Use:
     return Use(sid, last, **kw)  # type: ignore[arg-type]
 

@@ -360,9 +360,8 @@ def test_zz_node_loss_fails_pinned_instances_naming_the_node_and_they_wait_for_i
         assert all(i["host"] == N4 for i in pin["instances"] if i["node"]), pin  # (a failed placement has none)
         ray_cluster.restore_node(N4)
         restored = True
-        back = rd.wait_for(lambda: (s := rd.get("pinned"))["ready"] and s
-                           or (rd.op("service.start", service="pinned", wait=False) and False), timeout=60,
-                           interval=1.0)
+        # ... and is launched there again by itself once the node is back (retried with the restart backoff)
+        back = rd.wait_for(lambda: (s := rd.get("pinned"))["ready"] and s, timeout=90, interval=1.0)
         assert inst(back)["host"] == N4 and inst(back)["node"] != lost_id
     finally:
         if not restored:

@@ -269,7 +269,8 @@ class Runtime(Strict):
     """How the engine likes to run; ``aima service create --runtime auto`` follows ``prefer`` and what is
     available (a native install, a Docker daemon and an image)."""
 
-    prefer: Literal["native", "docker", "auto"] = "native"
+    prefer: str = Field("native", pattern=r"^[a-z][a-z0-9_-]*$",
+                        description="the runtime it runs best on (a registered runtime: native, docker...), or auto")
     network: Literal["bridge", "host"] | None = Field(
         None, description="container network: bridge (port published on 127.0.0.1) or host; default bridge, "
                           "host when the engine has no host_flag")

@@ -81,6 +81,13 @@ def after_exit(f: ExitFacts, rules: RestartRules) -> ExitDecision:
                                    f"{rules.max_restarts})", attempt, delay, attempt)
 
 
+def retry_launch(restarts: int, rules: RestartRules) -> tuple[int, float]:
+    """A launch refused because the place it must run is away for now (a pinned node that was lost): tried
+    again with the restart backoff and no cap on attempts, until that place returns. (restarts, delay)."""
+    attempt = restarts + 1
+    return attempt, backoff_delay(attempt, rules.backoff_s, rules.backoff_max_s)
+
+
 # ---------------------------------------------------------------------------- idle unload
 @dataclass(frozen=True)
 class Use:

@@ -273,6 +273,12 @@ class Reconciler:
                 try:
                     await self._launch_missing(svc)
                 except AimaError as e:
+                    if e.details.get("retry"):  # where it must run is away for now: again, later
+                        restarts, delay = policy.retry_launch(svc.restarts, self.rules)
+                        self.records.update_service(service_id, restarts=restarts)
+                        self._restarts[service_id] = asyncio.create_task(self._restart_later(service_id, delay))
+                        self.records.sync_service(service_id, message=f"{e.message}; trying again in {delay:g}s")
+                        return
                     self.records.sync_service(service_id, message=f"restart failed: {e.message}")
                     return
             self.records.sync_service(service_id)

@@ -18,6 +18,11 @@ What a runtime answers, in the order a service meets it:
   kill, reap, and back only once its port is free where it ran), ``owned`` (every instance carrying
   this home's marks: re-adoption after a daemon restart and orphan cleanup), ``port_holder``.
 
+Two optional methods, for a runtime that reaches beyond this machine: ``attach()`` (connect at daemon
+start; raise ``Unavailable`` naming the peer, and the daemon does not start) and ``cluster(detail)`` (its
+nodes, for ``aima cluster status``; None when no cluster is attached). The daemon and the operations look
+for them on every runtime, so neither names one.
+
 ``blocking`` runtimes talk to another process (a container daemon, a cluster): the controller calls
 every method of theirs in a worker thread, so a slow or hung peer never stalls the event loop that also
 serves the API and the gateway. A non-blocking runtime's methods return in microseconds.
