@@ -108,6 +108,25 @@ class ApiKeyRow(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)  # sha256 hex of the key
     created_at: Mapped[float] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    scope: Mapped[str] = mapped_column(String(16), default="admin")  # inference | read | admin
+    models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # inference: only these (None: all)
+    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)  # requests per minute, at most
+    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)  # tokens per minute, at most
+
+
+class KeyUsageRow(Base):
+    """What the /v1 answers of one key (``-``: no key) and model added up to in one minute."""
+
+    __tablename__ = "key_usage"
+
+    minute: Mapped[float] = mapped_column(Float, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    audio_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class AgentSessionRow(Base):
