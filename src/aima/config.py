@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from aima.errors import InvalidInput
@@ -67,10 +67,12 @@ class Settings(BaseSettings):
     restart_backoff_max_s: float = 60.0
     events_keep: int = 20000
     hf_endpoint: str | None = None  # AIMA_HF_ENDPOINT: a Hugging Face hub or mirror (default: the client's)
+    # AIMA_HF_TOKEN (else the client's own HF_TOKEN): for gated repositories; never logged nor stored.
+    hf_token: str | None = Field(None, repr=False)
     ms_endpoint: str | None = None  # AIMA_MS_ENDPOINT: a ModelScope hub or mirror (default: the client's)
     # The gateway. AIMA_API_KEY is also accepted by the daemon as a key (a bootstrap key: with it set, the
     # daemon needs a key before any was created); keys made with `aima key create` live in the database.
-    api_key: str | None = None
+    api_key: str | None = Field(None, repr=False)
     gateway_timeout_s: float = 600.0  # an engine's answer must begin within this (504 otherwise)
     # Per-device memory budget for load on demand, e.g. "cpu=8GiB,gpu0=20GiB" (default: each device's total).
     memory_budget: str | None = None
@@ -79,7 +81,7 @@ class Settings(BaseSettings):
     # started on demand and stopped again after agent_idle_ttl_s without use. Also `agent: {...}` in config.yaml.
     agent_base_url: str | None = None
     agent_model: str | None = None
-    agent_api_key: str | None = None
+    agent_api_key: str | None = Field(None, repr=False)
     agent_max_rounds: int = 30
     agent_session_ttl_s: float = 7 * 86400.0  # a session (--session ID) is forgotten this long after its last use
     agent_approval_timeout_s: float = 300.0  # a REST approval not given within this is a denial

@@ -18,6 +18,7 @@ class Exchange(Protocol):
     disconnected: bool  # the client went away
     response_complete: bool
     upstream: Any  # the engine connection working on it now: aborted when the client leaves
+    key: Any  # the API key it came with (server.auth.KeyInfo: id, scope, models, rpm, tpm)
 
     async def body(self) -> bytes | None:
         """The whole request body; None when the client left before sending it."""

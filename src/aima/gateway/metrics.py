@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from aima.controller.routes import RouteTable
+from aima.store.usage import UsageBook
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -82,16 +83,19 @@ class RequestMetrics:
     def answered(self, status: int) -> None:
         self.requests[status] = self.requests.get(status, 0) + 1
 
-    def count_tokens(self, data: bytes) -> None:
+    def count_tokens(self, data: bytes) -> tuple[int, int] | None:
+        """Add the answer's ``usage`` (the last one in ``data``), and return it: (prompt, completion)."""
         u = usage_tokens(data)
         if u is not None:
             self._tokens[0] += u[0]
             self._tokens[1] += u[1]
+        return u
 
 
 class Metrics:
-    def __init__(self, routes: RouteTable):
+    def __init__(self, routes: RouteTable, usage: UsageBook | None = None):
         self.routes = routes
+        self.usage = usage
         self.per_request: dict[tuple[str, str, str], RequestMetrics] = {}
         self.latency: dict[tuple[str, ...], Hist] = {}
         self.ttft: dict[tuple[str, ...], Hist] = {}
@@ -189,6 +193,22 @@ class Metrics:
         for key3, n in list(self.unloads.items()):
             unloads.add_metric(list(key3), n)
         yield unloads
+        if self.usage is not None:
+            by_key = CounterMetricFamily("aima_key_requests", "/v1 answers per API key ('-': no key) and model, and "
+                                         "of those the errors", labels=["key", "model", "outcome"])
+            key_tokens = CounterMetricFamily("aima_key_tokens", "tokens per API key and model",
+                                             labels=["key", "model", "direction"])
+            key_audio = CounterMetricFamily("aima_key_audio_seconds", "audio seconds heard or spoken per API key and "
+                                            "model", labels=["key", "model"])
+            for (key_id, model), c in list(self.usage.totals.items()):
+                by_key.add_metric([key_id, model, "answered"], c.requests)
+                by_key.add_metric([key_id, model, "error"], c.errors)
+                key_tokens.add_metric([key_id, model, "in"], c.prompt_tokens)
+                key_tokens.add_metric([key_id, model, "out"], c.completion_tokens)
+                key_audio.add_metric([key_id, model], c.audio_seconds)
+            yield by_key
+            yield key_tokens
+            yield key_audio
         yield _hists("aima_service_load_seconds", "time to load a service on demand", ["model"], self.load_seconds)
         yield _hists("aima_service_unload_seconds", "time to unload a service", ["model"], self.unload_seconds)
 

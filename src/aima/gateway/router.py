@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from aima.errors import InsufficientMemory
 from aima.gateway import bodies
 from aima.gateway.metrics import Metrics, RequestMetrics
 from aima.gateway.proxy import Connection, Pool, UpstreamError, answer_headers, header, request_head
+from aima.store.usage import UsageBook
 
 if TYPE_CHECKING:
     from aima.gateway.exchange import Exchange
@@ -46,6 +48,35 @@ log = logging.getLogger("aima.gateway")
 
 
 MiB = 1 << 20
+_CONTENT = re.compile(rb'"content"\s*:\s*"[^"]')  # a streamed piece of text (about one token)
+_DURATION = re.compile(rb'"duration"\s*:\s*([0-9.]+)')  # a transcription's audio seconds (verbose_json)
+
+
+@dataclass
+class Tally:
+    """What one answer used, for the key's usage: tokens (the engine's ``usage``, else the streamed pieces)
+    and audio seconds (heard or spoken)."""
+
+    prompt: int = 0
+    completion: int = 0
+    pieces: int = 0
+    audio_s: float = 0.0
+    audio_bytes: int = 0
+    byte_rate: int = 0
+
+    def tokens(self, u: tuple[int, int] | None) -> None:
+        if u is not None:
+            self.prompt, self.completion = u
+
+    def wav(self, head: bytes) -> None:
+        """A WAV answer's first piece: its byte rate, to turn the length into seconds."""
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE" and len(head) >= 44:
+            self.byte_rate = int.from_bytes(head[28:32], "little")
+
+    def seconds(self) -> float:
+        if self.audio_s:
+            return self.audio_s
+        return max(self.audio_bytes - 44, 0) / self.byte_rate if self.byte_rate else 0.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +119,7 @@ class Gateway:
         self.routes = RouteTable()
         self.acquirer: Acquirer | None = None
         self.metrics: Metrics | None = None
+        self.usage = UsageBook()
         self.pool = Pool()
         self.timeout_s = 600.0
 
@@ -97,7 +129,8 @@ class Gateway:
         self.routes = ctx.routes
         self.acquirer = ctx.acquirer
         self.timeout_s = float(ctx.settings.gateway_timeout_s)
-        self.metrics = Metrics(ctx.routes)
+        self.usage = ctx.usage
+        self.metrics = Metrics(ctx.routes, ctx.usage)
         ctx.bus.listen(self.metrics.on_event)
         ctx.acquirer.meter = self.metrics
 
@@ -142,7 +175,7 @@ class Gateway:
                                "invalid_request_error", "method_not_allowed",
                                headers=[(b"allow", ", ".join(spec.methods).encode())])
         if path == "/v1/models":
-            ex.whole(200, [JSON_CT], self._models())
+            ex.whole(200, [JSON_CT], self._models(ex.key.models))
             return
         if method == "GET":  # /v1/audio/voices
             model = _query_model(ex.query)
@@ -163,10 +196,12 @@ class Gateway:
         await self._relay(ex, t0, path, parsed.model, parsed)
 
     # ------------------------------------------------------------------ /v1/models and voices
-    def _models(self) -> bytes:
+    def _models(self, allowed: frozenset[str] | None = None) -> bytes:
         data: list[dict[str, Any]] = []
         by_model: dict[str, dict[str, Any]] = {}
         for r in self.routes.models():
+            if allowed is not None and not _allowed(allowed, model=r.model, routes=[r]):
+                continue
             entry = by_model.get(r.model)
             if entry is None:
                 entry = {"id": r.model, "object": "model", "created": int(r.created_at), "owned_by": "aima",
@@ -235,6 +270,16 @@ class Gateway:
         assert self.acquirer is not None
         # one model served several ways (e.g. chat and embeddings): the right kind first
         routes = self.acquirer.candidates(model, ROUTES[path].kind)
+        key = ex.key
+        if key.models is not None and not _allowed(key.models, model, routes):
+            raise GatewayError(403, f"API key {key.id} may use only {', '.join(sorted(key.models))}, not {model!r}",
+                               "permission_error", "model_not_allowed", param="model")
+        if key.rpm is not None or key.tpm is not None:  # counted before the engine sees it
+            wait = self.usage.admit(key.id, key.rpm, key.tpm)
+            if wait is not None:
+                raise GatewayError(429, f"API key {key.id} is over its limit ({_limits(key)}); retry in {wait:.0f}s",
+                                   "rate_limit_error", "rate_limit_exceeded",
+                                   headers=[(b"retry-after", str(int(wait + 0.999)).encode())])
         picked = pick(routes)
         load_s = 0.0
         if picked is None:  # nothing ready: 404, 503, or load on demand and wait (not counted as aima's overhead)
@@ -251,6 +296,7 @@ class Gateway:
         tried: list[Endpoint] = []
         status = 0
         from_engine = False
+        tally = Tally()
         rm = metrics.request(served, ep.instance_id, path)
         try:
             while True:  # at most: a stale kept-alive connection, then other instances
@@ -272,7 +318,7 @@ class Gateway:
                     from_engine = True
                     t_first = perf_counter()
                     await self._answer(ex, conn, t0, load_s, t_up, t_first, rm, path, model, route, ep,
-                                       status, up_headers)
+                                       status, up_headers, tally)
                     return
                 except UpstreamError as e:
                     if ex.disconnected:
@@ -311,12 +357,14 @@ class Gateway:
             route.last_used = time.time()
             rm.answered(status)
             rm.latency.observe(perf_counter() - t0)
+            self.usage.add(key.id, served, ok=0 < status < 400, prompt=tally.prompt,
+                           completion=tally.completion or tally.pieces, audio_s=tally.seconds())
             if from_engine and status >= 400:
                 metrics.error(served, "cancelled" if status == 499 else f"engine_http_{status}")
 
     async def _answer(self, ex: Exchange, conn: Connection, t0: float, load_s: float, t_up: float, t_first: float,
                       rm: RequestMetrics, path: str, model: str, route: ServiceRoute, ep: Endpoint, status: int,
-                      up_headers: list[tuple[bytes, bytes]]) -> None:
+                      up_headers: list[tuple[bytes, bytes]], tally: Tally) -> None:
         served = route.model
         rewrite = bodies.answer_rewriter(served, model) if model != served else None
         ctype = header(up_headers, b"content-type") or b""
@@ -336,7 +384,9 @@ class Gateway:
             out += self._aima_headers(route, ep, overhead, load_s)
             rm.overhead.observe(overhead)
             ex.whole(status, out, data)
-            rm.count_tokens(data)
+            tally.tokens(rm.count_tokens(data))
+            if path.startswith("/v1/audio/") and (m := _DURATION.search(data)):
+                tally.audio_s = float(m.group(1))
             return
         # A stream (SSE, audio): piece by piece as the engine writes them; the length is kept when
         # nothing is rewritten and the engine sent one.
@@ -350,11 +400,18 @@ class Gateway:
         carry = b""
         tail = b""
         last = b""
+        audio = ctype.startswith(b"audio/")
         try:
             while (piece := await conn.read()) is not None:
                 if first:
                     first = False
                     rm.ttft.observe(perf_counter() - t0)
+                    if audio:
+                        tally.wav(piece)
+                if sse:
+                    tally.pieces += len(_CONTENT.findall(piece))
+                elif audio:
+                    tally.audio_bytes += len(piece)
                 if rewrite is not None and sse:
                     piece = carry + piece
                     cut = piece.rfind(b"\n") + 1
@@ -386,7 +443,7 @@ class Gateway:
         end = carry and (rewrite(carry) if rewrite else carry)
         ex.end(last + end if end else last)
         if tail:
-            rm.count_tokens(tail)
+            tally.tokens(rm.count_tokens(tail))
 
     def _aima_headers(self, route: ServiceRoute, ep: Endpoint, overhead_s: float,
                       load_s: float) -> list[tuple[bytes, bytes]]:
@@ -395,6 +452,18 @@ class Gateway:
         if load_s:
             out.append((b"x-aima-load-ms", f"{load_s * 1000:.1f}".encode()))
         return out
+
+
+def _allowed(models: frozenset[str], model: str, routes: list[ServiceRoute]) -> bool:
+    """An inference key limited to ``models`` may use a model by any of its names (service, model, alias)."""
+    if model in models:
+        return True
+    return any(r.model in models or r.name in models or not models.isdisjoint(r.aliases) for r in routes)
+
+
+def _limits(key: Any) -> str:
+    return ", ".join(f"{n} per minute" for n in (f"{key.rpm} requests" if key.rpm is not None else "",
+                                                f"{key.tpm} tokens" if key.tpm is not None else "") if n)
 
 
 def _query_model(qs: bytes) -> str | None:

@@ -14,6 +14,7 @@ from aima.controller.routes import RouteTable
 from aima.runtimes import Runtimes
 from aima.store.db import Database
 from aima.store.repositories import Instances, Services
+from aima.store.usage import UsageBook
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -29,6 +30,7 @@ class Context:
     reconciler: Reconciler
     routes: RouteTable
     acquirer: Acquirer
+    usage: UsageBook  # /v1 answers per API key and model (written to the database every few seconds)
     started_at: float = field(default_factory=time.time)
     shutting_down: bool = False  # set when the daemon is told to stop: long streams end
     url: str | None = None  # where this daemon answers (set once it listens)
@@ -68,4 +70,4 @@ class Context:
         reconciler.demand.usage = routes  # last use and requests in flight, read for idle unload
         bus.listen(routes.on_event)
         return cls(settings=settings, db=db, bus=bus, reconciler=reconciler, routes=routes,
-                   acquirer=Acquirer(routes, reconciler, reconciler.records.services))
+                   acquirer=Acquirer(routes, reconciler, reconciler.records.services), usage=UsageBook(db))

@@ -67,7 +67,7 @@ def store_of(ctx: Context) -> ModelStore:
 
 def options_of(ctx: Context, **kw: Any) -> Options:
     s = ctx.settings
-    return Options(hf_endpoint=getattr(s, "hf_endpoint", None), ms_endpoint=getattr(s, "ms_endpoint", None), **kw)
+    return Options(hf_endpoint=s.hf_endpoint, hf_token=s.hf_token, ms_endpoint=s.ms_endpoint, **kw)
 
 
 # ---------------------------------------------------------------------------- catalog seam

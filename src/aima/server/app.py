@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -18,6 +19,16 @@ from aima.config import Settings
 from aima.errors import AimaError, BadRequest, InvalidInput
 
 log = logging.getLogger("aima.server")
+
+
+async def _flush_usage(usage: Any, every_s: float = 2.0) -> None:
+    """Write the per-key usage counted in memory to the database every few seconds."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(usage.flush)
+        except Exception as e:  # noqa: BLE001 - kept in memory and written at the next flush
+            log.warning("usage not written yet (kept for the next try): %s", e)
 
 
 def build_context(settings: Settings) -> Any:
@@ -75,12 +86,16 @@ def create_app(settings: Settings, ctx: Any | None = None, surfaces: Sequence[Mo
         context.routes.rebuild(context.services, context.instances)
         gc.collect()
         gc.freeze()  # what startup built lives on: later collections skip it (shorter pauses under load)
+        flusher = asyncio.create_task(_flush_usage(context.usage), name="aima-usage")
         try:
             async with contextlib.AsyncExitStack() as stack:
                 for cm in running:
                     await stack.enter_async_context(cm)
                 yield
         finally:
+            flusher.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(context.usage.flush)  # the last counts before the database closes
             gateway.close()
             await context.acquirer.close()
             await context.reconciler.close()

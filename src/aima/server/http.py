@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from aima.server.auth import REFUSAL, KeyRing, presented_key
+from aima.server.auth import OPEN, REFUSAL, KeyInfo, KeyRing, forbidden, permits, presented_key
 
 if TYPE_CHECKING:
     from aima.gateway.router import Gateway
@@ -45,7 +45,7 @@ class Exchange:
 
     __slots__ = ("protocol", "transport", "flow", "method", "path", "target", "query", "headers", "parts",
                  "size", "limit", "too_large", "more_body", "keep_alive", "response_complete", "disconnected",
-                 "started", "upstream", "_waiter", "_pending", "_chunked")
+                 "started", "upstream", "key", "_waiter", "_pending", "_chunked")
 
     def __init__(self, protocol: FrontProtocol, method: str, path: str, target: bytes, query: bytes,
                  headers: Headers, keep_alive: bool):
@@ -67,6 +67,7 @@ class Exchange:
         self.disconnected = False
         self.started = False
         self.upstream: Any = None  # the engine connection working on it now: aborted when the client leaves
+        self.key: KeyInfo = OPEN  # the API key it came with
         self._waiter: asyncio.Future[None] | None = None
         self._pending = b""  # an answer's head, written with its first piece of body
         self._chunked = False
@@ -245,9 +246,14 @@ class FrontProtocol(HttpToolsProtocol):
             super()._start_asgi_task(cycle, app)
 
     def _start(self, ex: Exchange) -> None:
-        if not self.keys.check(presented_key(ex.headers)):
+        key = self.keys.lookup(presented_key(ex.headers))
+        if key is None:
             ex.whole(*REFUSAL)
             return
+        if not permits(key, ex.method, ex.path):
+            ex.whole(*forbidden(key, ex.method, ex.path))
+            return
+        ex.key = key
         task = self.loop.create_task(self.gateway.serve(ex))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)

@@ -109,14 +109,19 @@ def build_server(descriptions: list[dict[str, Any]], call: ToolCall, *, profile:
 
 
 def request_profile(ctx: ServerRequestContext) -> str | None:
-    """The profile an HTTP request asks for (``?profile=`` or ``X-Aima-Profile``); None: none or unknown."""
+    """The profile an HTTP request asks for (``?profile=`` or ``X-Aima-Profile``); None: none or unknown. A read
+    key (its scope passed on by the daemon's key check as ``X-Aima-Key-Scope``) gets the read-only profile
+    whatever it asks for."""
     req = getattr(ctx, "request", None)
     if req is None:
         return None
     try:
         value = req.query_params.get("profile") or req.headers.get("x-aima-profile")
+        scope = req.headers.get("x-aima-key-scope")
     except AttributeError:
         return None
+    if scope == "read":
+        return "read-only"
     return value if value in PROFILES else None
 
 

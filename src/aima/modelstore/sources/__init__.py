@@ -48,9 +48,9 @@ class Options:
     """Settings a source may need (from ``Settings`` / the operation's input)."""
 
     hf_endpoint: str | None = None
-    hf_token: str | None = None
+    hf_token: str | None = field(default=None, repr=False)  # secrets: never in a repr, a log or an error
     ms_endpoint: str | None = None
-    ms_token: str | None = None
+    ms_token: str | None = field(default=None, repr=False)
     import_mode: Literal["copy", "hardlink", "symlink"] = "copy"
     retries: int = 3
     timeout_s: float = 60.0
