@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, field_validator
@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     # A Ray cluster to run services on (`aima start --ray ADDRESS`, also `ray: {address: ...}` in config.yaml):
     # host:port of its head's GCS. The daemon attaches as a driver at start and fails at once when it cannot.
     ray_address: str | None = None
+    # The language the default stack is brought up for (`aima up` without --lang): en, or zh (Whisper base).
+    stack_lang: Literal["en", "zh"] = "en"
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -50,3 +50,24 @@ def test_pieces_named_part_n_are_joined_into_a_folder_model(store: ModelStore) -
     assert (folder / "model.bin").stat().st_size == 145217532
     assert {"config.json", "tokenizer.json", "vocabulary.txt", "model.bin"} <= set(rec.files)
     assert not list(folder.glob("model.bin.part*"))
+
+
+def test_the_catalogs_whisper_base_is_assembled_with_each_piece_checked(store: ModelStore) -> None:
+    """The catalog's whisper-base source: part 1 is a folder (config, tokenizer, vocabulary, model.bin.part1), part 2
+    one file; each size and sha256 the catalog gives is of the piece joined into model.bin."""
+    from aima.catalog.loader import load, shipped_dir
+    from aima.catalog.resolver import source_spec
+    from aima.ops.model import part_checks
+
+    src = next(s for s in load([shipped_dir()]).model("whisper-base").sources if s.type == "pypi")
+    checks = part_checks(src)
+    assert [c.size for c in checks] == [72608766, 72608766] and all(c.sha256 for c in checks)
+    rec = pull(store, source_spec(src), name="whisper-base", options=Options(parts=checks)).record
+    assert (Path(rec.folder) / "model.bin").stat().st_size == 145217532
+    assert rec.size_bytes == src.size_bytes
+    wrong = [checks[0], FileCheck(size=checks[1].size, sha256="f" * 64)]
+    with pytest.raises(ChecksumMismatch, match="part 2 of 2"):
+        pull(store, source_spec(src), name="whisper-base-2", options=Options(parts=wrong))
+    wrong = [FileCheck(size=1, sha256=None), checks[1]]
+    with pytest.raises(ChecksumMismatch, match=r"part 1 of 2 .*model\.bin\.part1 size 72608766, expected 1"):
+        pull(store, source_spec(src), name="whisper-base-3", options=Options(parts=wrong))

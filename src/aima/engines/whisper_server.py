@@ -11,6 +11,11 @@ This module is the whole engine in one small file:
   ``temperature``;
 - ``GET /v1/models`` lists the served name (``--model-name``), ``GET /health`` answers 200.
 
+``--chinese-prompt TEXT``: when the speech is Chinese (the request's ``language``, ``--language``, or what the
+model detects) and the request gives no ``prompt``, TEXT is the initial prompt. A multilingual Whisper writes
+Mandarin in traditional or simplified characters at random; a simplified-Chinese prompt such as
+``以下是普通话的句子。`` makes it write simplified characters.
+
 The model (a CTranslate2 folder: model.bin, config.json, tokenizer/vocabulary) is loaded before the
 port opens, offline (``HF_HUB_OFFLINE=1``; a path is never taken for a hub name). A missing or broken
 model prints ONE line ``aima whisper_server: cannot load model at PATH: REASON`` and exits 2 without
@@ -57,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cpu-threads", type=int, default=0, help="CPU threads (0: CTranslate2 decides)")
     p.add_argument("--beam-size", type=int, default=1)
     p.add_argument("--language", default=None, help="force a language code (default: detect it)")
+    p.add_argument("--chinese-prompt", default=None,
+                   help="initial prompt for Chinese (zh) speech when the request gives none")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -135,8 +142,16 @@ def build_app(model: Any, name: str, args: argparse.Namespace) -> Any:
 
             audio = decode_audio(io.BytesIO(data), sampling_rate=model.feature_extractor.sampling_rate)
             with lock:
-                segs, info = model.transcribe(audio, language=language or args.language, beam_size=args.beam_size,
-                                              temperature=temperature, initial_prompt=prompt or None)
+                lang = language or args.language
+                initial = prompt or None
+                if initial is None and args.chinese_prompt and getattr(model, "model", None) is not None \
+                        and model.model.is_multilingual:
+                    if lang is None:  # detected once here, then passed on (transcribe would detect it again)
+                        lang = model.detect_language(audio)[0]
+                    if lang == "zh":
+                        initial = args.chinese_prompt
+                segs, info = model.transcribe(audio, language=lang, beam_size=args.beam_size,
+                                              temperature=temperature, initial_prompt=initial)
                 out = [{"id": s.id, "seek": s.seek, "start": round(s.start, 3), "end": round(s.end, 3),
                         "text": s.text, "tokens": list(s.tokens), "temperature": s.temperature,
                         "avg_logprob": s.avg_logprob, "compression_ratio": s.compression_ratio,

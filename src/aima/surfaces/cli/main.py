@@ -427,9 +427,13 @@ def up_cmd(
                                            help="bring up this model instead of the default stack (repeatable)"),
     check: bool = typer.Option(True, "--check/--no-check", help="prove each service live with a real request"),
     timeout: float = typer.Option(600.0, "--timeout", help="seconds to wait for each service to be ready"),
+    lang: str | None = typer.Option(None, "--lang", help="the language its users speak: en, or zh for Chinese speech "
+                                                         "to text (Whisper base; default: stack_lang, en)"),
 ) -> None:
     """The main job: start the daemon if needed, bring the default stack for this hardware up (pulling what
     is missing), prove each model live and print a table of what runs where, with its figures."""
+    if lang is not None and lang not in ("en", "zh"):
+        fail(f"--lang must be en or zh, not {lang!r}", 2)
     settings = _settings()
     from aima.server.daemon import read_pid_file
 
@@ -449,7 +453,10 @@ def up_cmd(
     from aima.surfaces.cli.up import show_result, up_with_progress
 
     data: dict[str, Any] = {"models": list(model or []), "check": check, "timeout_s": timeout}
-    print("bringing up " + (", ".join(model) if model else "the default stack") + "…", file=sys.stderr)
+    if lang is not None:
+        data["lang"] = lang
+    print("bringing up " + (", ".join(model) if model else "the default stack" + (f" ({lang})" if lang else "")) + "…",
+          file=sys.stderr)
     result = up_with_progress(Opts.url, Opts.api_key, data)
     if Opts.output == "json":
         _print(_manifest_cmd("stack.up"), result)
