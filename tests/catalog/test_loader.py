@@ -25,7 +25,7 @@ def write(path: Path, text: str) -> Path:
 def test_shipped_catalog_is_valid_and_complete() -> None:
     cat = load([shipped_dir()])
     assert cat.problems == []
-    assert set(cat.engines) == {"llama-cpp", "vllm", "sglang", "faster-whisper", "piper"}
+    assert set(cat.engines) == {"llama-cpp", "vllm", "sglang", "faster-whisper", "piper", "sensevoice", "qwen-tts"}
     assert {"cpu-only", "nvidia-consumer-8gb", "nvidia-consumer-24gb", "nvidia-datacenter", "nvidia-unified-gb10",
             "nvidia-jetson", "apple-silicon", "amd-rocm", "ascend"} <= set(cat.hardware)
     assert len(cat.models) >= 8

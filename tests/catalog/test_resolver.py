@@ -16,7 +16,8 @@ from aima.errors import InsufficientMemory, InvalidInput, NotFound
 from tests.catalog.machines import RECORDED, GiB, facts, with_gpu_free, with_ram_available
 
 MODELS = ["smollm2-135m", "all-minilm-l6-v2", "whisper-tiny-en", "piper-en-us-joe", "qwen2.5-0.5b-instruct",
-          "qwen2.5-7b-instruct", "llama-3.1-8b-instruct", "qwen3-8b", "qwen2.5-32b-instruct", "whisper-large-v3"]
+          "qwen2.5-7b-instruct", "llama-3.1-8b-instruct", "qwen3-8b", "qwen2.5-32b-instruct", "whisper-large-v3",
+          "glm-4.7-flash", "sensevoice-small", "qwen3-tts-0.6b", "whisper-base"]
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,16 @@ TABLE = [
      {"n_gpu_layers": -1, "flash_attn": True, "n_threads": 12}),
     ("apple-m2-max", "qwen3-8b", "gpu-gguf-q4", "llama-cpp", "apple-silicon", {"n_ctx": 8192}),
     ("apple-m2-max", "whisper-large-v3", "cpu-int8", "faster-whisper", "apple-silicon", {"device": "cpu"}),
+    ("gb10", "glm-4.7-flash", "vllm-bf16-gb10", "vllm", "nvidia-unified-gb10",
+     {"gpu_memory_utilization": 0.7, "max_model_len": 32768, "tool_call_parser": "glm47", "reasoning_parser": "glm45"}),
+    ("h100-80gb", "glm-4.7-flash", "vllm-bf16", "vllm", "nvidia-datacenter",
+     {"gpu_memory_utilization": 0.92, "enable_auto_tool_choice": True, "dtype": "bfloat16"}),
+    ("rtx4090-24gb", "whisper-base", "cpu-int8", "faster-whisper", "nvidia-consumer-24gb",
+     {"beam_size": 5, "chinese_prompt": "以下是普通话的句子。", "device": "cpu"}),
+    ("cpu-laptop", "whisper-base", "cpu-int8", "faster-whisper", "cpu-only", {"cpu_threads": 8, "compute_type": "int8"}),
+    ("cpu-laptop", "sensevoice-small", "cpu-int8", "sensevoice", "cpu-only", {"num_threads": 8, "language": "auto"}),
+    ("h100-80gb", "qwen3-tts-0.6b", "cuda-bf16", "qwen-tts", "nvidia-datacenter", {"dtype": "bfloat16"}),
+    ("cpu-laptop", "qwen3-tts-0.6b", "cpu-fp32", "qwen-tts", "cpu-only", {"dtype": "float32", "threads": 8}),
 ]
 
 
@@ -377,3 +388,43 @@ def test_model_path_given_and_conversion(cat: Catalog, tmp_path: Path) -> None:
 def test_custom_engine_is_not_resolvable(cat: Catalog) -> None:
     with pytest.raises(InvalidInput, match="engine 'custom' runs a command you give"):
         plan(cat, "cpu-laptop", "smollm2-135m", engine="custom")
+
+
+# ---------------------------------------------------------------------------- GLM-4.7-Flash
+def test_glm_4_7_flash_on_the_gb10_and_an_h100_with_every_value_sourced(cat: Catalog) -> None:
+    gb = plan(cat, "gb10", "glm-4.7-flash")
+    assert gb.fit.device == "unified" and gb.fit.status == "ok"  # sized from host RAM: never 0 VRAM
+    assert gb.fit.required_bytes >= 66 * GiB and gb.fit.reserve_bytes == 16 * GiB
+    assert {k: s.source for k, s in gb.config.items()} == {
+        "gpu_memory_utilization": "hardware-profile", "max_model_len": "hardware-profile",
+        "tensor_parallel_size": "engine-default", "dtype": "model-variant", "max_num_seqs": "model-variant",
+        "enable_auto_tool_choice": "model-variant", "tool_call_parser": "model-variant",
+        "reasoning_parser": "model-variant", "speculative_config": "model-variant"}
+    i = gb.argv.index("--speculative-config")
+    assert gb.argv[i + 1] == '{"method": "mtp", "num_speculative_tokens": 1}'
+    assert [(im.name, im.tag) for im in gb.images] == [("nvcr.io/nvidia/vllm", "26.01-py3"), ("vllm/vllm-openai",
+                                                                                              "nightly")]
+    assert gb.runtime == "docker" and gb.source.repo == "zai-org/GLM-4.7-Flash"
+    h = plan(cat, "h100-80gb", "glm-4.7-flash")
+    assert (h.variant, h.fit.device, h.fit.status) == ("vllm-bf16", "gpu", "ok")
+    assert h.images[0].tag == "nightly" and "--served-model-name" in h.argv
+    reasons = {r.variant: r.reason for r in h.rejected}
+    assert "ranks below vllm-bf16" in reasons["sglang-bf16"] and "needs ≥ 96.0 GiB of GPU memory" in \
+        reasons["vllm-bf16-gb10"]
+    sg = plan(cat, "h100-80gb", "glm-4.7-flash", engine="sglang")
+    assert sg.argv[:3] == [sys.executable, "-m", "sglang.launch_server"] and sg.images[0].name == "lmsysorg/sglang"
+    assert {"--speculative-algorithm", "--tool-call-parser", "--reasoning-parser"} <= _flags(sg.argv)
+    assert {s.source for k, s in sg.config.items() if k.startswith("speculative")} == {"model-variant"}
+    # an RTX 4090 has too little memory for any variant; the refusal gives the numbers
+    with pytest.raises(InvalidInput) as ei:
+        plan(cat, "rtx4090-24gb", "glm-4.7-flash")
+    assert "vllm-fp8 (vllm, 35.0 GiB of weights and runtime): GPU 0" in ei.value.message
+
+
+def test_glm_4_7_flash_is_refused_on_a_cpu_machine_with_the_numbers(cat: Catalog) -> None:
+    with pytest.raises(InvalidInput) as ei:
+        plan(cat, "cpu-laptop", "glm-4.7-flash")
+    msg = ei.value.message
+    assert msg.startswith("no variant of glm-4.7-flash runs on this hardware")
+    assert "vllm-bf16-gb10 (vllm, 66.0 GiB of weights and runtime): needs a nvidia GPU; none found" in msg
+    assert "this machine: 8 CPU cores, 10.0 GiB RAM free of 16.0 GiB, no GPU" in msg

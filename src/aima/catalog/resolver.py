@@ -458,6 +458,16 @@ def module_present(module: str) -> bool:
     return False
 
 
+def _machine(facts: HardwareFacts) -> str:
+    """The numbers a refusal is judged by: cores, RAM (usable / total) and each GPU with its memory."""
+    cores = facts.effective.cpu_cores or facts.cpu.cores_logical
+    ram, total = facts.effective.memory_available_bytes, host_total(facts)
+    parts = [f"{cores} CPU cores" if cores else "CPU cores unknown",
+             f"{gib(ram)} RAM free of {gib(total)}"]
+    parts += [_gpu_label(g, facts) for g in facts.gpus] or ["no GPU"]
+    return ", ".join(parts)
+
+
 # ---------------------------------------------------------------------------- resolve
 def _fill(word: str, subs: dict[str, str]) -> str:
     for k, v in subs.items():
@@ -502,7 +512,10 @@ def resolve(catalog: Catalog, facts: HardwareFacts, model_ref: str, engine: str 
             continue
         candidates.append((v, eng, m))
     if not candidates:
-        why = "; ".join(f"{r.variant} ({r.engine}): {r.reason}" for r in rejected)
+        need = {v.name: v.memory.required_bytes for v in model.variants}
+        why = "; ".join(f"{r.variant} ({r.engine}, {gib(need[r.variant])} of weights and runtime): {r.reason}"
+                        for r in rejected)
+        why += f" — this machine: {_machine(facts)}"
         if engine is not None and not any(v.engine == engine for v in model.variants):
             have = sorted({v.engine for v in model.variants})
             raise InvalidInput(f"{model.name} has no variant for engine {engine}; its variants use "
@@ -587,7 +600,8 @@ def _plan(model: Model, requested: str, v: Variant, eng: Engine, m: Match, profi
             notes.append(f"{', '.join(missing)} cannot be imported by {sys.executable}; install "
                          f"{' '.join(eng.install.pip) or 'the engine'} first")
     vendor = m.gpus[0].vendor.lower() if v.device == "gpu" and m.gpus else None
-    images = [i for i in eng.images if i.gpu_vendor is None or vendor is None or vendor in _lower(i.gpu_vendor)]
+    images = [i for i in (v.images or eng.images)
+              if i.gpu_vendor is None or vendor is None or vendor in _lower(i.gpu_vendor)]
     if eng.runtime.prefer != "native":
         img = images[0] if images else None
         notes.append(f"{eng.name} prefers the {eng.runtime.prefer} runtime"

@@ -490,6 +490,9 @@ class Variant(Strict):
     config: dict[str, ConfigValue] = Field(default_factory=dict, description="this variant's config defaults")
     memory: Memory
     preference: int = Field(0, description="higher wins among the variants that fit this hardware")
+    images: list[Image] = Field(default_factory=list,
+                                description="container image candidates for this variant, in priority order "
+                                            "(instead of the engine's: e.g. a model that needs a newer engine)")
     notes: list[str] = Field(default_factory=list)
 
 
