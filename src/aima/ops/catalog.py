@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from aima.catalog import loader
-from aima.catalog.resolver import Plan
+from aima.catalog.resolver import Plan, Rejection
 from aima.catalog.resolver import resolve as resolve_plan
 from aima.errors import AimaError, InvalidInput, NotFound, Unavailable
 from aima.ops.context import Context
@@ -31,6 +31,7 @@ class CatalogItem(Output):
     description: str
     overlay: bool = Field(description="defined or changed by the overlay folder")
     file: str
+    type: str | None = Field(None, description="a model's type: llm, embedding, asr, tts...")
 
 
 class ListOutput(Output):
@@ -58,7 +59,8 @@ async def list_assets(ctx: Context, inp: ListInput) -> ListOutput:
     """List the catalog: hardware profiles, engines and models (shipped plus the overlay folder)."""
     cat = await asyncio.to_thread(_catalog, ctx)
     items = [CatalogItem(kind=e.kind, name=e.name, detail=_detail(e), description=e.asset.description,
-                         overlay=e.overlay, file=e.file) for e in cat.entries(inp.kind)]
+                         overlay=e.overlay, file=e.file, type=e.asset.type if e.kind == "model" else None)
+             for e in cat.entries(inp.kind)]
     if inp.kind in (None, "engine"):
         items.append(CatalogItem(kind="engine", name="custom", detail="any / a command you give",
                                  description="runs the command line given with --command ({port}, {host}, {model})",
@@ -199,3 +201,58 @@ def plan_for(ctx: Context, inp: ResolveInput) -> Plan:
 async def resolve(ctx: Context, inp: ResolveInput) -> Plan:
     """Plan how MODEL would run here: variant, engine, command and config, with where every value came from."""
     return await asyncio.to_thread(plan_for, ctx, inp)
+
+
+# ---------------------------------------------------------------------------- fit
+class FitInput(Input):
+    type: str | None = Field(None, description="only models of this type (llm, embedding, asr, tts...)")
+
+
+class FitItem(Output):
+    name: str
+    type: str
+    description: str
+    aliases: list[str]
+    overlay: bool
+    fits: bool = Field(description="a variant of it runs on this machine")
+    variant: str | None = Field(None, description="the variant the resolver picks here")
+    engine: str | None = None
+    device: str | None = None
+    format: str | None = None
+    present: bool = Field(False, description="its weights are on this machine already (nothing to pull)")
+    size_bytes: int | None = Field(None, description="the size of the chosen source's download, when known")
+    required_bytes: int | None = Field(None, description="the memory it needs, when known")
+    reason: str = Field(description="why that variant, or why none runs here")
+    rejected: list[Rejection] = Field(default_factory=list, description="every variant not chosen, and why")
+
+
+class FitOutput(Output):
+    models: list[FitItem]
+
+
+def _fit_one(ctx: Context, e: loader.Entry[Any]) -> FitItem:
+    m = e.asset
+    base = {"name": e.name, "type": m.type, "description": m.description, "aliases": list(m.aliases),
+            "overlay": e.overlay}
+    try:
+        plan = plan_for(ctx, ResolveInput(model=e.name))
+    except AimaError as x:
+        rejected = [Rejection.model_validate(r) for r in (x.details or {}).get("rejected") or []]
+        return FitItem(**base, fits=False, reason=x.message, rejected=rejected)
+    size = plan.source.size_bytes
+    return FitItem(**base, fits=True, variant=plan.variant, engine=plan.engine, device=plan.device, format=plan.format,
+                   present=plan.model_path_exists, size_bytes=int(size) if size else None,
+                   required_bytes=plan.fit.required_bytes, reason=plan.reason, rejected=plan.rejected)
+
+
+@operation("catalog.fit", mutating=False, method="GET", path="/fit",
+           cli=Cli("catalog", "fit", table="models", columns=("name", "type", "fits", "engine", "variant", "present",
+                                                              "reason")))
+async def fit(ctx: Context, inp: FitInput) -> FitOutput:
+    """Which catalog models run on this machine: for each, the variant and engine the resolver picks here and
+    whether its weights are present, or why no variant runs (every variant's rejection)."""
+    def work() -> list[FitItem]:
+        cat = _catalog(ctx)
+        return [_fit_one(ctx, e) for e in cat.entries("model") if inp.type in (None, e.asset.type)]
+
+    return FitOutput(models=await asyncio.to_thread(work))
