@@ -32,7 +32,7 @@ from aima.store.tables import ApiKeyRow
 
 log = logging.getLogger("aima.auth")
 CACHE_MAX = 4096
-OPEN_PATHS = ("/health",)
+OPEN_PATHS = ("/health", "/ui", "/ui/")  # /ui/: the web page's shell, which holds no data either
 OPEN_PREFIXES = ("/ui/assets/",)  # the web page's own files: no data, and the page must load to ask for a key
 SCOPES = ("inference", "read", "admin")
 SCOPE_HEADER = b"x-aima-key-scope"  # set by Door for the surfaces behind it (MCP offers a read key read-only tools)
