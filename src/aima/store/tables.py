@@ -159,3 +159,27 @@ class AgentAuditRow(Base):
     approval: Mapped[str | None] = mapped_column(String(64), nullable=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class BenchResultRow(Base):
+    """One benchmark of a served model (``aima bench``): what ran it — model, service, engine and its version,
+    config, hardware, aima's version — what was asked (``params``) and the figures per level (``levels``)."""
+
+    __tablename__ = "bench_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    service: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))  # llm | embedding | asr | tts
+    engine: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    engine_version: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    runtime: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    hardware: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    aima_version: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    levels: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    sweep: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)
