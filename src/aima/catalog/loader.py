@@ -465,6 +465,11 @@ def _cross_check(cat: Catalog, raw: dict[str, dict[str, tuple[_Doc, Any]]]) -> N
             for k, val in config.items() if isinstance(config, dict) else ():
                 for loc, msg in check_value(eng, str(k), val, (*base, "config", k)):
                     cat.problems.append(_at(node, loc, msg, "model", name))
+            bench = v.get("benchmark")
+            tuned = bench.get("config") if isinstance(bench, dict) else None
+            for k, val in tuned.items() if isinstance(tuned, dict) else ():
+                for loc, msg in check_value(eng, str(k), val, (*base, "benchmark", "config", k)):
+                    cat.problems.append(_at(node, loc, msg, "model", name))
         if len(cat.problems) > n0:
             bad.add(("model", name))
     for kind, name in bad:

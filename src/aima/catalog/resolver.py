@@ -9,12 +9,14 @@
 3. Ranking: verified before unverified, then ``preference``, then the number of conditions verified.
 4. The config of the chosen engine, merged with the provenance of every value::
 
-       engine-default < detected < hardware-profile < model-variant < user   (then fit)
+       engine-default < detected < hardware-profile < model-variant < benchmark < user   (then fit)
 
    ``detected``: the usable CPU cores for the engine's ``threads`` key. A hardware profile's values
    apply to the engine they are filed under, and ``gpu_only`` keys to GPU variants only. A user key
    the engine does not declare is refused, naming the valid keys; only the chosen engine's declared
-   keys are ever rendered, so no engine's flags reach another engine's command.
+   keys are ever rendered, so no engine's flags reach another engine's command. ``benchmark``: the values
+   ``aima bench sweep --apply`` found best for the variant on this machine (its ``benchmark`` block in the
+   overlay), applied only on the hardware they were measured on.
 5. The fit check (``fit.py``) lowers what it safely can and says so, or refuses with the numbers;
    a variant that does not fit gives way to the next one (unless the user chose the engine).
 6. The command: the engine's argv with ``{python}``, ``{model_path}``, ``{model_name}`` filled now and
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
     from aima.catalog.loader import Catalog
     from aima.hardware.facts import GpuFacts, HardwareFacts
 
-Provenance = Literal["engine-default", "detected", "hardware-profile", "model-variant", "user", "fit"]
+Provenance = Literal["engine-default", "detected", "hardware-profile", "model-variant", "benchmark", "user", "fit"]
 ConfigInput = bool | int | float | str
 
 
@@ -357,6 +359,18 @@ def check_user_config(engine: Engine, config: dict[str, Any]) -> dict[str, Confi
     return out
 
 
+def hardware_tag(facts: HardwareFacts) -> str:
+    """The machine by its CPU and GPUs (``Intel Xeon Gold 6338 + 2x NVIDIA H100``): what a benchmark's values hold
+    for."""
+    cpu = facts.cpu.model or facts.cpu.arch or facts.platform.arch
+    names: dict[str, int] = {}
+    for g in facts.gpus:
+        n = g.name or g.vendor
+        names[n] = names.get(n, 0) + 1
+    gpus = ", ".join(f"{c}x {n}" if c > 1 else n for n, c in names.items())
+    return f"{cpu} + {gpus}" if gpus else cpu
+
+
 def merge_config(*, engine: Engine, model: Model, variant: Variant, profile: HardwareProfile | None,
                  facts: HardwareFacts, user: dict[str, ConfigInput], notes: list[str]) -> ConfigBook:
     book = ConfigBook(engine)
@@ -378,6 +392,17 @@ def merge_config(*, engine: Engine, model: Model, variant: Variant, profile: Har
             book.put(k, v, "hardware-profile", f"hardware profile {profile.name}")
     for k, v in variant.config.items():
         book.put(k, v, "model-variant", f"variant {variant.name} of {model.name}")
+    tuned = variant.benchmark
+    if tuned is not None and tuned.hardware and tuned.hardware != hardware_tag(facts):
+        notes.append(f"benchmark values for {variant.name} were measured on {tuned.hardware}, not this machine "
+                     f"({hardware_tag(facts)}): not applied")
+    elif tuned is not None:
+        why = f"benchmark result {tuned.result}" if tuned.result is not None else "benchmark"
+        if tuned.objective and tuned.value is not None:
+            why += f": best {tuned.objective} ({tuned.value:g})"
+        for k, v in tuned.config.items():
+            if k in engine.config:
+                book.put(k, v, "benchmark", why)
     for k, v in user.items():
         book.put(k, v, "user")
     ctx_key = engine.key_for_role("context_length")

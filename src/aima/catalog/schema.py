@@ -479,6 +479,20 @@ class Conversion(Strict):
     output_file: str
 
 
+class Benchmark(Strict):
+    """The config a benchmark sweep found best for a variant on this machine (``aima bench sweep --apply`` writes
+    it to the overlay): the resolver applies it above the variant's own config, below the user's, with the
+    provenance ``benchmark`` — when it was measured on this hardware (``hardware``: the CPU and GPUs by name)."""
+
+    config: dict[str, ConfigValue] = Field(min_length=1, description="the best combination's values")
+    result: int | None = Field(None, description="the stored benchmark result it comes from (`aima bench show ID`)")
+    objective: str | None = Field(None, description="the figure that decided, e.g. output_tokens_per_s")
+    value: float | None = Field(None, description="that figure's value for this config")
+    hardware: str | None = Field(None, description="the machine it was measured on (CPU and GPUs by name); on "
+                                                   "other hardware the values are not applied")
+    measured_at: str | None = None
+
+
 class Variant(Strict):
     name: Name
     hardware: HardwareMatch = Field(default_factory=HardwareMatch)
@@ -494,6 +508,7 @@ class Variant(Strict):
                                 description="container image candidates for this variant, in priority order "
                                             "(instead of the engine's: e.g. a model that needs a newer engine)")
     notes: list[str] = Field(default_factory=list)
+    benchmark: Benchmark | None = Field(None, description="the best config a benchmark sweep found here")
 
 
 
