@@ -60,6 +60,7 @@ test: $(ENGINES_STAMP)
 	$(BIN)/ruff check src tests bench
 	@bash scripts/dockerd-up.sh --no-install || echo "aima: no Docker daemon (make docker installs and starts one); docker tests will skip"
 	@bash scripts/podman-up.sh --no-install >/dev/null || echo "aima: no Podman API (scripts/podman-up.sh installs and starts one); podman tests will skip"
+	@command -v chromium >/dev/null || echo "aima: no chromium (bash scripts/chromium.sh installs Debian's); the web page's tests will skip"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 docker:
