@@ -83,8 +83,8 @@ def operation(name: str, *, mutating: bool, method: str, path: str,
 
 # The operation modules, as data: each registers its operations when imported. A new domain is one module
 # under aima/ops plus its name here.
-MODULES = ("agent", "catalog", "cluster", "events", "hardware", "inference", "key", "model", "service", "stack",
-           "system")
+MODULES = ("agent", "bench", "catalog", "cluster", "events", "hardware", "inference", "key", "model", "service",
+           "stack", "system")
 
 
 def load_all() -> dict[str, Operation]:
