@@ -19,7 +19,7 @@ LLAMA_CPP_CMAKE := -DLLAVA_BUILD=OFF$(if $(filter x86_64,$(shell uname -m)), -DC
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev,ray]'
+	@$(BIN)/python -m pip install -q -e '.[dev,ray,plot]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -39,7 +39,7 @@ $(ENGINES_STAMP): $(STAMP) pyproject.toml
 	  echo "aima: built llama-cpp-python in $$(( $$(date +%s) - start ))s"; \
 	fi
 	@echo "aima: installing engines (llama-cpp-python from $(WHEELS), faster-whisper, piper-tts)"
-	@$(BIN)/python -m pip install -q --find-links $(WHEELS) --only-binary llama-cpp-python -e '.[dev,engines,ray]'
+	@$(BIN)/python -m pip install -q --find-links $(WHEELS) --only-binary llama-cpp-python -e '.[dev,engines,ray,plot]'
 	@touch $(ENGINES_STAMP)
 
 engines: $(ENGINES_STAMP)

@@ -295,8 +295,10 @@ def _figures(result: dict[str, Any]) -> str:
 
 
 # Operations whose commands are written by hand below: `up`/`down` wrap the daemon's start/stop,
-# `speak`/`transcribe` read and write local audio files.
-HAND_WRITTEN = ("stack.up", "stack.down", "inference.speak", "inference.transcribe")
+# `speak`/`transcribe` read and write local audio files; `aima bench` (surfaces/cli/bench.py) draws progress,
+# tables and plots.
+HAND_WRITTEN = ("stack.up", "stack.down", "inference.speak", "inference.transcribe", "bench.run", "bench.list",
+                "bench.show", "bench.compare", "bench.sweep")
 
 
 def _register_generated() -> None:
@@ -629,6 +631,15 @@ def ask_cmd(
 
 
 _register_generated()
+
+
+def _register_bench() -> None:
+    from aima.surfaces.cli.bench import register
+
+    register(app, sys.modules[__name__])
+
+
+_register_bench()
 
 
 def main() -> None:
