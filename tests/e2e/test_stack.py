@@ -10,6 +10,7 @@ with the engine's own words.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -186,6 +187,135 @@ def test_piper_to_whisper_round_trip_gives_the_sentence_back(stack: Stack, tmp_p
     assert pcm["bytes"] % 2 == 0 and abs(pcm["bytes"] / 2 / 22050 - pcm["duration_s"]) < 0.001
 
 
+# ---------------------------------------------------------------------------- Chinese speech (aima up --lang zh)
+SPEECH_DATA = Path(__file__).parents[1] / "data" / "speech"
+ZH = {"BAC009S0764W0121.wav": "甚至出现交易几乎停滞的情况", "BAC009S0764W0122.wav": "一二线城市虽然也处于调整中"}
+TRADITIONAL = set("線雖處調們與說這個爲為國時對會來發現經過還後從學實體開關間當點樣")
+
+
+def test_up_for_chinese_brings_up_whisper_base_and_mandarin_comes_back_simplified(stack: Stack) -> None:
+    from tests.engines.test_whisper_base import cer
+
+    d = stack.daemon
+    r = d.cli("-o", "json", "up", "--lang", "zh", timeout=900)
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+    rows = {s["model"]: s for s in json.loads(r.stdout)["services"]}
+    assert list(rows) == [CHAT, "all-minilm-l6-v2", "whisper-base", "piper-en-us-joe"]
+    base = rows["whisper-base"]
+    assert base["outcome"] == "ready" and base["engine"] == "faster-whisper" and base["check"] == "passed", base
+    assert rows[CHAT]["reused"] and rows["piper-en-us-joe"]["reused"]
+    svc = d.get("whisper-base")
+    assert "--chinese-prompt" in svc["command"] and "--beam-size 5" in svc["command"]
+    for name, ref in ZH.items():
+        for args in (("--language", "zh"), ()):
+            out = d.cli_json("transcribe", "whisper-base", str(SPEECH_DATA / name), *args)
+            print(name, args, out["text"], out["rtf"])
+            assert out["language"] == "zh" and not TRADITIONAL & set(out["text"]), out
+            assert cer(ref, out["text"]) <= 0.25, (out["text"], ref)
+            assert 0 < out["rtf"] < 2
+    r = d.cli("transcribe", "whisper-base", str(SPEECH_DATA / "BAC009S0764W0121.wav"), "--language", "zh")
+    assert r.returncode == 0 and "交易" in r.stdout and "RTF" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------------------- one voice endpoint
+QUESTION_SPOKEN = "What is the capital of France?"
+VOICE_MODELS = {"model": CHAT, "transcription_model": "whisper-tiny-en", "speech_model": "piper-en-us-joe"}
+
+
+def spoken(stack: Stack, text: str) -> bytes:
+    out = stack.daemon.op("inference.speak", model="piper-en-us-joe", text=text)
+    import base64
+
+    return base64.b64decode(out["audio_b64"])
+
+
+def sse(lines: Iterator[str]) -> Iterator[tuple[float, dict[str, Any]]]:
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif not line and data:
+            yield time.monotonic(), json.loads("\n".join(data))
+            data = []
+
+
+def test_voice_streams_the_reply_spoken_sentence_by_sentence(stack: Stack) -> None:
+    import base64
+
+    import httpx
+
+    question = spoken(stack, "Tell me three short facts about Paris, the capital of France.")
+    form = {**VOICE_MODELS, "stream": "true", "temperature": "0", "max_tokens": "160"}
+    with httpx.Client(base_url=stack.daemon.url, timeout=600, trust_env=False) as c, \
+            c.stream("POST", "/v1/voice", data=form, files={"file": ("q.wav", question, "audio/wav")}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        got = list(sse(r.iter_lines()))
+    kinds = [e["type"] for _t, e in got]
+    assert kinds[0] == "transcript" and kinds[-1] == "done", kinds
+    heard = got[0][1]
+    assert "paris" in heard["text"].lower() and heard["language"] == "en"
+    audio = [e for _t, e in got if e["type"] == "audio"]
+    deltas = [i for i, k in enumerate(kinds) if k == "reply.delta"]
+    assert audio and deltas
+    assert kinds.index("audio") < deltas[-1], "the first audio came only after the whole answer was written"
+    done = got[-1][1]
+    reply = "".join(e["text"] for _t, e in got if e["type"] == "reply.delta").strip()
+    assert done["reply"] == reply and "paris" in reply.lower() and done["transcript"] == heard["text"]
+    assert [a["index"] for a in audio] == list(range(len(audio))) == list(range(done["sentences"]))
+    for a in audio:
+        with wave.open(io.BytesIO(base64.b64decode(a["audio"])), "rb") as w:
+            assert w.getframerate() == 22050 and w.getnframes() > 0
+        assert a["text"] and a["at_s"] > 0
+    t = done["timings"]
+    assert 0 < t["transcription_s"] < t["first_audio_s"] < t["total_s"]
+    assert t["chat_first_token_s"] > 0 and t["chat_s"] > 0 and t["speech_s"] > 0
+    assert done["models"] == {"transcription": "whisper-tiny-en", "chat": CHAT, "speech": "piper-en-us-joe"}
+    # what was spoken is the reply: the speech model hears the first sentence back
+    first = stack.daemon.op("inference.transcribe", model="whisper-tiny-en", audio=audio[0]["audio"])
+    assert set(words(first["text"])) & set(words(audio[0]["text"])), (first["text"], audio[0]["text"])
+
+
+def test_voice_in_one_answer_keeps_a_session_and_runs_on_the_command_line(stack: Stack, tmp_path: Path) -> None:
+    import base64
+
+    import httpx
+
+    d = stack.daemon
+    with httpx.Client(base_url=d.url, timeout=600, trust_env=False) as c:
+        def ask(text: str, **extra: str) -> dict[str, Any]:
+            r = c.post("/v1/voice", data={**VOICE_MODELS, "temperature": "0", "max_tokens": "60", **extra},
+                       files={"file": ("q.wav", spoken(stack, text), "audio/wav")})
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        one = ask("My name is Alice. Please remember it.", system="You are a helpful assistant. Answer in one "
+                                                                 "short sentence.")
+        assert one["session"] and one["reply"] and one["transcript"].lower().startswith("my name is alice")
+        with wave.open(io.BytesIO(base64.b64decode(one["audio"])), "rb") as w:
+            assert abs(w.getnframes() / w.getframerate() - one["audio_duration_s"]) < 0.01
+        two = ask("What is my name?", session=one["session"], system="You are a helpful assistant. Answer in one "
+                                                                      "short sentence.")
+        assert two["session"] == one["session"] and "alice" in two["reply"].lower(), two["reply"]
+        # bad input: one clear error naming the field
+        r = c.post("/v1/voice", data={"stream": "maybe"}, files={"file": ("q.wav", b"RIFF", "audio/wav")})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "stream"
+        r = c.post("/v1/voice", data={"model": CHAT})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "file"
+        r = c.post("/v1/voice", data={**VOICE_MODELS, "model": "no-such-model"},
+                   files={"file": ("q.wav", spoken(stack, "Hello there."), "audio/wav")})
+        assert r.status_code == 404 and "no-such-model" in r.json()["error"]["message"]
+    wav = tmp_path / "question.wav"
+    wav.write_bytes(spoken(stack, QUESTION_SPOKEN))
+    out = tmp_path / "reply.wav"
+    r = d.cli("voice", str(wav), "-o", str(out), "--model", CHAT, "--transcription-model", "whisper-tiny-en",
+              "--temperature", "0", "--max-tokens", "40")
+    assert r.returncode == 0, r.stderr
+    assert "heard: What is the capital of France?" in r.stderr and "paris" in r.stdout.lower()
+    assert "first audio after" in r.stderr and out.stat().st_size > 1000
+    r = d.cli("voice", str(tmp_path / "missing.wav"))
+    assert r.returncode != 0 and "missing.wav" in r.stderr and "Traceback" not in r.stderr
+
+
 # ---------------------------------------------------------------------------- errors
 def test_unknown_not_ready_and_wrong_type_models_are_refused(stack: Stack) -> None:
     d = stack.daemon
@@ -261,10 +391,10 @@ def test_an_engine_killed_mid_answer_is_an_error_and_the_service_comes_back(stac
 def test_down_stops_the_stack_and_the_daemon(stack: Stack) -> None:
     d = stack.daemon
     pids = [s["instances"][0]["pid"] for s in d.op("service.list")["services"]]
-    assert len(pids) == 4
+    assert len(pids) == 5  # the default stack and whisper-base (up --lang zh)
     r = d.cli("-o", "json", "down", timeout=120)
     assert r.returncode == 0, r.stderr
     assert sorted((s["name"], s["state"]) for s in json.loads(r.stdout)["services"]) == \
-        sorted((m, "stopped") for m in DEFAULT)
+        sorted((m, "stopped") for m in (*DEFAULT, "whisper-base"))
     assert d.proc is not None and d.proc.wait(40) == 0
     assert d.engine_processes() == []

@@ -95,6 +95,7 @@ ROUTES: dict[str, RouteSpec] = {
     "/v1/audio/transcriptions": RouteSpec(("POST",), limit=200 * MiB, kind="asr"),
     "/v1/audio/translations": RouteSpec(("POST",), limit=200 * MiB, kind="asr"),
     "/v1/audio/voices": RouteSpec(("GET",)),
+    "/v1/voice": RouteSpec(("POST",), limit=200 * MiB),  # audio -> transcription -> chat -> speech (gateway/voice.py)
 }
 JSON_CT = (b"content-type", b"application/json")
 
@@ -122,12 +123,14 @@ class Gateway:
         self.usage = UsageBook()
         self.pool = Pool()
         self.timeout_s = 600.0
+        self.ctx: Context | None = None
 
     def bind(self, ctx: Context) -> None:
         """Attach to the daemon's context: its route table and the one way to a ready engine; the metrics
         count every request that way (the inference operations' too)."""
         self.routes = ctx.routes
         self.acquirer = ctx.acquirer
+        self.ctx = ctx
         self.timeout_s = float(ctx.settings.gateway_timeout_s)
         self.usage = ctx.usage
         self.metrics = Metrics(ctx.routes, ctx.usage)
@@ -189,6 +192,12 @@ class Gateway:
             return  # the client left before sending its body
         if ex.too_large:
             raise _too_large(spec.limit)
+        if path == "/v1/voice":  # several models in one request: the voice pipeline, not a relay
+            from aima.gateway import voice
+
+            assert self.ctx is not None
+            await voice.serve(self.ctx, ex, body)
+            return
         try:
             parsed = bodies.parse(ex.header(b"content-type") or b"", body)
         except bodies.BadBody as e:
@@ -490,6 +499,9 @@ _DOCS = {
     ("POST", "/audio/transcriptions"): "Speech to text (multipart upload), relayed to the model's engine",
     ("POST", "/audio/translations"): "Speech to English text (multipart upload), relayed to the model's engine",
     ("GET", "/audio/voices"): "Voices of a speech model (?model=), or of every ready one",
+    ("POST", "/voice"): "One spoken turn (multipart `file`): transcription, chat (optional system prompt and "
+                        "session) and the reply spoken, as JSON with both texts, the audio and each stage's time, "
+                        "or (stream=true) server-sent events with the reply's speech sentence by sentence",
 }
 
 

@@ -587,6 +587,37 @@ def transcribe_cmd(
     print(f"({result['service']}: {_figures(result)})", file=sys.stderr)
 
 
+@app.command("voice")
+@guarded(short_o=False)
+def voice_cmd(
+    file: str = typer.Argument(..., help="the spoken question (wav, mp3, flac...; - for stdin)"),
+    out: str = typer.Option("reply.wav", "--out", "-o",
+                            help="the WAV file for the reply's speech; `-o json` or `-o table` chooses the output "
+                                 "format, as for every command (the audio then goes to reply.wav)"),
+    model: str | None = typer.Option(None, "--model", help="the chat model (default: the ready LLM)"),
+    transcription_model: str | None = typer.Option(None, "--transcription-model",
+                                                   help="the speech-recognition model (default: the ready one)"),
+    speech_model: str | None = typer.Option(None, "--speech-model", help="the voice model (default: the ready one)"),
+    voice: str | None = typer.Option(None, "--voice", help="speaker of a multi-speaker voice"),
+    system: str | None = typer.Option(None, "--system", help="the system prompt (default: a short spoken-answer one)"),
+    session: str | None = typer.Option(None, "--session", help="continue this conversation (a new one when unknown)"),
+    language: str | None = typer.Option(None, "--language", help="language of the question (default: detect it)"),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="at most this many tokens in the reply"),
+    temperature: float | None = typer.Option(None, "--temperature", help="sampling temperature"),
+) -> None:
+    """One spoken turn: FILE is transcribed, answered by the chat model and the answer spoken (POST /v1/voice);
+    the reply's text is printed as it is written and its speech written to a WAV file."""
+    if out in ("json", "table"):
+        Opts.output, out = out, "reply.wav"
+    from aima.surfaces.cli.voice import voice as run_voice
+
+    fields = {k: str(v) for k, v in (("model", model), ("transcription_model", transcription_model),
+                                     ("speech_model", speech_model), ("voice", voice), ("system", system),
+                                     ("session", session), ("language", language), ("max_tokens", max_tokens),
+                                     ("temperature", temperature)) if v is not None}
+    raise typer.Exit(run_voice(daemon_url(), Opts.api_key, file, fields, out, Opts.output))
+
+
 @app.command("mcp")
 @guarded
 def mcp_cmd(
