@@ -147,18 +147,63 @@ def _service(console: Any, svc: dict[str, Any]) -> None:
         _table(console, svc["instances"], cols, empty="")
 
 
+# How a table fits a narrow terminal (80 columns: a pipe, a small window). A name is never cut: the first column
+# and every identifying one (NAMES) keep their whole width, and columns are left out by priority, least useful
+# first, until the table fits; free text (FREE) wraps inside its column instead. What was left out is said below
+# the table (`-o json` shows everything).
+NAMES = {"name", "id", "model", "service", "key", "kind", "file"}
+FREE = {"message", "detail", "description", "reason", "summary", "source", "path", "command", "text", "error"}
+FREE_MIN = 24  # a free-text column narrower than this is left out rather than wrapped to shreds
+PRIORITY = ("name", "state", "ready", "model", "kind", "type", "outcome", "fits", "endpoint", "engine", "format",
+            "size_bytes", "active", "scope", "present", "restarts", "message", "detail", "reason", "id")
+
+
+def _priority(col: str, position: int) -> tuple[int, int]:
+    """Lower is kept longer; columns the list does not name rank after those it names, in their order."""
+    return (PRIORITY.index(col), position) if col in PRIORITY else (len(PRIORITY), position)
+
+
+def fit_columns(columns: list[str], cells: dict[str, list[str]], width: int) -> tuple[list[str], list[str], int]:
+    """(the columns kept, in their order; those left out; the width the kept ones need), for a table of
+    ``cells`` (column -> its formatted cells) in ``width`` terminal columns."""
+    from rich.cells import cell_len
+
+    def natural(c: str) -> int:
+        return max([cell_len(c), *(cell_len(x) for x in cells[c])])
+
+    def need(c: str) -> int:
+        return min(natural(c), FREE_MIN) if c in FREE else natural(c)
+
+    def total(cs: list[str]) -> int:  # rich's default box: "│ a │ b │"
+        return sum(need(c) for c in cs) + 3 * len(cs) + 1
+
+    keep = list(columns)
+    dropped: list[str] = []
+    while total(keep) > width and len(keep) > 1:
+        victim = max(keep[1:], key=lambda c: _priority(c, columns.index(c)))
+        keep.remove(victim)
+        dropped.append(victim)
+    return keep, dropped, total(keep)
+
+
 def _table(console: Any, rows: list[dict[str, Any]], columns: list[str], empty: str) -> None:
-    from rich.table import Table
+    from rich.table import Column, Table
 
     if not rows:
         if empty:
             console.print(f"({empty})")
         return
     cols = columns or list(rows[0].keys())
-    t = Table(*cols)
-    for r in rows:
-        t.add_row(*(_short(fmt(r.get(c))) for c in cols))
-    console.print(t)
+    cells = {c: [fmt(r.get(c)) for r in rows] for c in cols}
+    keep, dropped, needed = fit_columns(cols, cells, console.width)
+    whole = {keep[0], *NAMES}
+    t = Table(*(Column(c, no_wrap=c not in FREE, overflow="fold",
+                       min_width=max(len(c), *(len(x) for x in cells[c])) if c in whole else None) for c in keep))
+    for i in range(len(rows)):
+        t.add_row(*(cells[c][i] for c in keep))
+    console.print(t, width=max(console.width, needed), crop=False)
+    if dropped:
+        console.print(f"[dim](not shown: {', '.join(dropped)}; -o json has every field)[/]", highlight=False)
 
 
 def _short(text: str, width: int = 70) -> str:
