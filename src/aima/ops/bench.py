@@ -41,13 +41,12 @@ from aima.errors import AimaError, Conflict, EngineError, InvalidInput, NotFound
 from aima.ops import bench_load as load
 from aima.ops.context import Context
 from aima.ops.models import Input, Output
-from aima.ops.registry import Cli, operation
+from aima.ops.registry import operation
 from aima.store.bench import BenchResults
 from aima.store.tables import BenchResultRow
 
 KINDS = ("llm", "embedding", "asr", "tts")
 PLAIN = r"^[^\x00-\x1f\x7f-\x9f]*$"  # text without control characters
-LIST_COLUMNS = ("id", "time", "model", "kind", "engine", "label", "levels", "headline")
 AUDIO_EXT = (".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".webm")
 # Which options go with which kind of model (anything else given is refused, naming the option).
 OPTION_KINDS = {"prompt_tokens": ("llm", "embedding"), "output_tokens": ("llm",), "batch": ("embedding",),
@@ -565,7 +564,7 @@ def _runs(plan: _Plan, doors: list[load.Door]) -> list[tuple[dict[str, Any], loa
     return out
 
 
-@operation("bench.run", mutating=True, method="POST", path="/bench/run", cli=Cli("bench", "run", args=("model",)))
+@operation("bench.run", mutating=True, method="POST", path="/bench/run", cli=None)
 async def run(ctx: Context, inp: RunInput) -> Result:
     """Benchmark a served model by its kind, through the gateway (and with direct, on the engine's own port too).
 
@@ -628,8 +627,7 @@ def headline(r: Result) -> str | None:
         (f" {lv.audio_s:g} s" if lv.audio_s else "")
 
 
-@operation("bench.list", mutating=False, method="GET", path="/bench/results",
-           cli=Cli("bench", "list", table="results", columns=LIST_COLUMNS))
+@operation("bench.list", mutating=False, method="GET", path="/bench/results", cli=None)
 async def list_(ctx: Context, inp: ListInput) -> ListOutput:
     """The stored benchmark results, newest first: model, kind, engine and version, levels and the main figure."""
     rows = await asyncio.to_thread(BenchResults(ctx.db).list, model=inp.model, kind=inp.kind, sweep=inp.sweep,
@@ -654,8 +652,7 @@ def _get(ctx: Context, rid: int, field: str = "id") -> Result:
     return _view(row)
 
 
-@operation("bench.show", mutating=False, method="GET", path="/bench/results/{id}",
-           cli=Cli("bench", "show", args=("id",)))
+@operation("bench.show", mutating=False, method="GET", path="/bench/results/{id}", cli=None)
 async def show(ctx: Context, inp: ShowInput) -> Result:
     """One stored benchmark result: every level's figures, with the hardware, engine, engine version, config and
     aima version it ran with."""
@@ -737,8 +734,7 @@ def compare_results(a: Result, b: Result) -> CompareOutput:
     return CompareOutput(a=_row(a), b=_row(b), differences=diff, ratios=ratios)
 
 
-@operation("bench.compare", mutating=False, method="GET", path="/bench/compare",
-           cli=Cli("bench", "compare", args=("a", "b")))
+@operation("bench.compare", mutating=False, method="GET", path="/bench/compare", cli=None)
 async def compare(ctx: Context, inp: CompareInput) -> CompareOutput:
     """Compare two stored results level by level: each figure of A and B and the ratio B/A, which is better, and
     what differs between the runs (engine, version, config, hardware, aima version, sizes)."""
@@ -805,8 +801,7 @@ def _score(r: Result, objective: str) -> float | None:
     return round(sum(nums) / len(nums), 5) if nums else None
 
 
-@operation("bench.sweep", mutating=True, method="POST", path="/bench/sweep",
-           cli=Cli("bench", "sweep", args=("model",)))
+@operation("bench.sweep", mutating=True, method="POST", path="/bench/sweep", cli=None)
 async def sweep(ctx: Context, inp: SweepInput) -> SweepOutput:
     """Benchmark every combination of config values: each runs as a service of its own (started, measured,
     deleted); with apply, the best is written as a catalog overlay whose values `aima resolve` shows with the

@@ -295,10 +295,8 @@ def _figures(result: dict[str, Any]) -> str:
 
 
 # Operations whose commands are written by hand below: `up`/`down` wrap the daemon's start/stop,
-# `speak`/`transcribe` read and write local audio files; `aima bench` (surfaces/cli/bench.py) draws progress,
-# tables and plots.
-HAND_WRITTEN = ("stack.up", "stack.down", "inference.speak", "inference.transcribe", "bench.run", "bench.list",
-                "bench.show", "bench.compare", "bench.sweep")
+# `speak`/`transcribe` read and write local audio files.
+HAND_WRITTEN = ("stack.up", "stack.down", "inference.speak", "inference.transcribe")
 
 
 def _register_generated() -> None:
