@@ -78,6 +78,8 @@ bench: $(ENGINES_STAMP)
 	@bash scripts/dockerd-up.sh
 	$(BIN)/python bench/docker_runtime.py
 	$(BIN)/python bench/ray_runtime.py
+	@bash scripts/chromium.sh
+	$(BIN)/python bench/ui.py
 
 manifest: $(STAMP)
 	$(BIN)/python -m aima.surfaces.cli.manifest --write

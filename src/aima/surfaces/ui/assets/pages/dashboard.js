@@ -43,12 +43,17 @@ async function loadServices(list, refresh, signal) {
   }
   if (signal.aborted) return;
   const services = out.services;
+  const shown = () => requestAnimationFrame(() => {
+    if (!performance.getEntriesByName('aima:services-shown').length) performance.mark('aima:services-shown');
+  });
   if (!services.length) {
+    shown();
     list.replaceChildren(h('p', { id: 'no-services' }, 'No services yet. ',
       h('a', { href: '#/models' }, 'Create one from the catalog'), ', or on the command line: ',
       h('code', null, 'aima service create MODEL')));
     return;
   }
+  shown();
   list.replaceChildren(table([
     ['Name', (s) => h('a.name', { href: `#/services/${enc(s.name)}` }, s.name)],
     ['State', (s) => stateBadge(s), 'nowrap'],
