@@ -12,7 +12,8 @@ export function readyBadge(svc) {
 // Start, stop, restart, delete: each through the REST route the CLI uses. `after` runs once it is done.
 export function actions(svc, after, onDeleted) {
   const name = svc.name;
-  const running = ['running', 'starting'].includes(svc.state) || svc.desired === 'running';
+  const up = ['running', 'starting'].includes(svc.state);
+  const wanted = up || svc.desired === 'running'; // a failed service that is still wanted: Start retries, Stop gives up
   const b = (label, cls, fn, done) => {
     const btn = h('button' + cls, { type: 'button', 'aria-label': `${label} ${name}`, 'data-action': label.toLowerCase() }, label);
     btn.addEventListener('click', async () => {
@@ -22,8 +23,8 @@ export function actions(svc, after, onDeleted) {
     return btn;
   };
   return [
-    running ? null : b('Start', '', () => post(`services/${enc(name)}/start`, { wait: false }), `${name}: starting`),
-    running ? b('Stop', '', () => post(`services/${enc(name)}/stop`), `${name}: stopped`) : null,
+    up ? null : b('Start', '', () => post(`services/${enc(name)}/start`, { wait: false }), `${name}: starting`),
+    wanted ? b('Stop', '', () => post(`services/${enc(name)}/stop`), `${name}: stopped`) : null,
     b('Restart', '', () => post(`services/${enc(name)}/restart`, { wait: false }), `${name}: restarting`),
     b('Delete', '.danger', async () => {
       if (!await confirmDialog(`Delete service ${name}?`,

@@ -22,15 +22,24 @@ export async function render(main, _params, signal) {
 
   const refresh = debounce(() => loadServices(list, refresh, signal), 80);
   const refreshStatus = debounce(() => loadStatus(daemon), 400);
+  const seen = new Set();
+  const note = (ev, atTop) => {
+    if (ev.kind === 'model.pull.progress' || seen.has(ev.id)) return;
+    seen.add(ev.id);
+    main.querySelector('#activity-empty')?.remove();
+    const li = h('li', null, h('span.muted', { title: new Date(ev.ts * 1000).toLocaleString() }, clock(ev.ts)),
+      h('span.kind', null, ev.kind), h('span.msgtext', null, ev.message));
+    if (atTop) feed.prepend(li); else feed.append(li);
+    while (feed.children.length > 40) feed.lastChild.remove();
+  };
   onEvent((ev) => {
     if (touchesServices(ev)) { refresh(); refreshStatus(); }
-    if (ev.kind === 'model.pull.progress') return;
-    main.querySelector('#activity-empty')?.remove();
-    feed.prepend(h('li', null, h('span.muted', null, clock(ev.ts)), h('span.kind', null, ev.kind),
-      h('span.msgtext', null, ev.message)));
-    while (feed.children.length > 40) feed.lastChild.remove();
+    note(ev, true);
   }, signal);
-  await Promise.all([loadServices(list, refresh, signal), loadHardware(hw), loadStatus(daemon)]);
+  const recent = get('events/history?limit=15').then((out) => {
+    for (const ev of out.events.reverse()) note(ev, false);
+  }, () => {});
+  await Promise.all([loadServices(list, refresh, signal), loadHardware(hw), loadStatus(daemon), recent]);
 }
 
 async function loadServices(list, refresh, signal) {
@@ -58,8 +67,8 @@ async function loadServices(list, refresh, signal) {
     ['Name', (s) => h('a.name', { href: `#/services/${enc(s.name)}` }, s.name)],
     ['State', (s) => stateBadge(s), 'nowrap'],
     ['Ready', (s) => readyBadge(s), 'nowrap'],
-    ['Model', (s) => s.model],
-    ['Engine', (s) => `${s.engine} · ${s.runtime}`],
+    ['Model', (s) => s.model, 'nowrap'],
+    ['Engine', (s) => `${s.engine} · ${s.runtime}`, 'nowrap'],
     ['Endpoint', (s) => (s.endpoint ? h('code', null, s.endpoint) : '–')],
     ['Restarts', (s) => String(s.restarts)],
     ['Message', (s) => fmt(s.message), 'msg'],
