@@ -40,6 +40,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     root = tmp_path_factory.mktemp("ui")
     write_echo_catalog(root / "home", root / "weights" / "echo.gguf")
     d = Daemon(root / "home", {})
+    # the operator agent's model: the echo engine, through this daemon's own /v1 (it answers, never calls a tool)
+    d.env.update(AIMA_AGENT_BASE_URL=f"{d.url}/v1", AIMA_AGENT_MODEL="chat-echo")
     d.start()
     try:
         d.create("chat-echo", name="chat", command=echo_cmd("--stream-delay", "0.08"))
@@ -272,6 +274,38 @@ def test_metrics_chart_the_requests_per_model(stack: Daemon, page: tuple[Any, Wa
     row = p.inner_text('#metrics tr[data-metrics-model="chat-echo"]')
     assert "ms" in row
     shot(p, "metrics-charts")
+    watch.assert_clean()
+
+
+def test_the_agent_panel_streams_the_conversation(stack: Daemon, page: tuple[Any, Watch]) -> None:
+    p, watch = page
+    open_page(p, stack, "agent", "#ask")
+    p.fill("#ask", "which services are running?")
+    p.click("form button.primary")
+    p.wait_for_selector("#answer", timeout=60000)
+    steps = p.inner_text("#steps")
+    assert "you: which services are running?" in steps and "conversation " in steps
+    assert "echo:" in p.inner_text("#answer")
+    assert p.input_value("#session")  # the conversation goes on with the next question
+    shot(p, "agent-answered")
+    watch.assert_clean()
+
+
+def test_the_agent_panel_asks_before_a_destructive_call(stack: Daemon, page: tuple[Any, Watch]) -> None:
+    p, watch = page
+    stack.create("victim-echo", name="victim")
+    open_page(p, stack, "agent", "#ask")
+    p.select_option("#profile", "admin")
+    # the echo model says back what it is told: here, a tool call, which the agent reads from its text
+    p.fill("#ask", '{"name": "service_delete", "arguments": {"service": "victim"}}')
+    p.click("form button.primary")
+    p.wait_for_selector("#steps [data-approval]", timeout=60000)
+    assert "service_delete" in p.inner_text("#steps [data-approval]")
+    assert "victim" in [s["name"] for s in stack.op("service.list")["services"]]  # nothing done before the yes
+    p.click("#steps [data-approval] button:has-text('Approve')")
+    p.wait_for_selector("#answer", timeout=60000)
+    assert "victim" not in [s["name"] for s in stack.op("service.list")["services"]]
+    assert "result-ok" in (p.get_attribute("#steps li[class^='result-']", "class") or "")
     watch.assert_clean()
 
 
