@@ -32,6 +32,10 @@ BASE_INPUT: dict[str, dict[str, Any]] = {
     "inference.speak": {"model": "no-such-model", "text": "hi"},
     "inference.transcribe": {"model": "no-such-model", "audio": "UklGRg=="},
     "agent.ask": {"prompt": "hi"},
+    "bench.run": {"model": "no-such-model"},
+    "bench.sweep": {"model": "no-such-model", "config": {"n_threads": "1,2"}},
+    "bench.show": {"id": 999999},
+    "bench.compare": {"a": 999998, "b": 999999},
 }
 
 
@@ -128,7 +132,10 @@ def base_input(op: dict[str, Any]) -> dict[str, Any]:
 
 
 def resource_url(op: dict[str, Any]) -> str:
-    return op["path"].replace("{service}", MISSING)
+    url = op["path"].replace("{service}", MISSING)
+    for k, v in BASE_INPUT.get(op["name"], {}).items():  # other path parameters: the base input's valid values
+        url = url.replace("{" + k + "}", str(v))
+    return url
 
 
 def path_params(op: dict[str, Any]) -> set[str]:
@@ -204,7 +211,8 @@ def test_every_route_refuses_wrong_types_and_unknown_fields(shared: Daemon,
                     query_cases.append((field, {field: "abc"}))
             for field, params in query_cases:
                 tried += 1
-                r = shared.http.get(resource_url(op), params=params)
+                valid = {k: str(v) for k, v in base.items() if k not in in_path}  # required query fields
+                r = shared.http.get(resource_url(op), params={**valid, **params})
                 why = error_problem(r, field)
                 if why is None and r.status_code != 422:
                     why = f"status {r.status_code}, expected 422"

@@ -85,14 +85,14 @@ class _LoadFields(Input):
     warmup: int = Field(1, ge=0, le=100, description="requests before each level, not counted")
 
 
-class RunInput(_LoadFields):
+class BenchRunInput(_LoadFields):
     model: str = Field(min_length=1, max_length=200, pattern=PLAIN,
                        description="a served model's name or alias, or a service name")
     direct: bool = Field(False, description="also measure the engine's own port (beside the gateway, same run)")
     label: str | None = Field(None, max_length=200, pattern=PLAIN, description="a name for the result")
 
 
-class Level(Output):
+class BenchLevel(Output):
     door: Literal["gateway", "direct"]
     concurrency: int
     batch: int | None = None
@@ -104,7 +104,7 @@ class Level(Output):
     error: str | None = Field(None, description="the first error, if any")
 
 
-class Result(Output):
+class BenchResult(Output):
     id: int
     time: str
     created_at: float
@@ -120,7 +120,7 @@ class Result(Output):
     label: str | None
     sweep: str | None
     params: dict[str, Any] = Field(description="what was asked: concurrency, requests or duration, sizes, doors")
-    levels: list[Level]
+    levels: list[BenchLevel]
     notes: list[str]
     elapsed_s: float
 
@@ -129,14 +129,14 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def _view(row: BenchResultRow) -> Result:
+def _view(row: BenchResultRow) -> BenchResult:
     params = dict(row.params or {})
     notes = list(params.pop("notes", []) or [])
-    return Result(id=row.id, time=_when(row.created_at), created_at=row.created_at, model=row.model,
+    return BenchResult(id=row.id, time=_when(row.created_at), created_at=row.created_at, model=row.model,
                   service=row.service, kind=row.kind, engine=row.engine, engine_version=row.engine_version,
                   runtime=row.runtime, config=dict(row.config or {}), hardware=dict(row.hardware or {}),
                   aima_version=row.aima_version, label=row.label, sweep=row.sweep, params=params,
-                  levels=[Level(**lv) for lv in row.levels or []], notes=notes, elapsed_s=row.elapsed_s)
+                  levels=[BenchLevel(**lv) for lv in row.levels or []], notes=notes, elapsed_s=row.elapsed_s)
 
 
 # ---------------------------------------------------------------------------- progress
@@ -464,8 +464,8 @@ def _level_name(kind: str, door: str, lv: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-async def measure(ctx: Context, inp: RunInput, *, sweep: str | None = None, progress: Progress | None = None,
-                  request: str | None = None) -> Result:
+async def measure(ctx: Context, inp: BenchRunInput, *, sweep: str | None = None, progress: Progress | None = None,
+                  request: str | None = None) -> BenchResult:
     """Measure ``inp.model`` as it is served now, store the result and return it."""
     routes = ctx.acquirer.candidates(inp.model)
     if not routes:
@@ -520,7 +520,7 @@ async def measure(ctx: Context, inp: RunInput, *, sweep: str | None = None, prog
             bad = [s for s in samples if not s.ok]
             if not ok:
                 raise _unreachable(door, bad[0]) if bad else EngineError(f"no request was answered at {name}")
-            out_levels.append(Level(door=door.name, concurrency=lv["concurrency"],  # type: ignore[arg-type]
+            out_levels.append(BenchLevel(door=door.name, concurrency=lv["concurrency"],  # type: ignore[arg-type]
                                     batch=lv.get("batch"), audio_s=lv.get("audio_s"), requests=len(ok), errors=len(bad),
                                     duration_s=round(duration, 4), figures=load.figures(kind, samples, duration),
                                     error=bad[0].error if bad else None))
@@ -565,7 +565,7 @@ def _runs(plan: _Plan, doors: list[load.Door]) -> list[tuple[dict[str, Any], loa
 
 
 @operation("bench.run", mutating=True, method="POST", path="/bench/run", cli=None)
-async def run(ctx: Context, inp: RunInput) -> Result:
+async def run(ctx: Context, inp: BenchRunInput) -> BenchResult:
     """Benchmark a served model by its kind, through the gateway (and with direct, on the engine's own port too).
 
     Chat: TTFT p50/p99, time per output token, output tokens/s, requests/s and errors per concurrency level;
@@ -575,14 +575,14 @@ async def run(ctx: Context, inp: RunInput) -> Result:
 
 
 # ---------------------------------------------------------------------------- reading results
-class ListInput(Input):
+class BenchListInput(Input):
     model: str | None = Field(None, max_length=200, pattern=PLAIN, description="only this model's results")
     kind: Literal["llm", "embedding", "asr", "tts"] | None = Field(None, description="only this kind")
     sweep: str | None = Field(None, max_length=32, pattern=PLAIN, description="only this sweep's results")
     limit: int = Field(20, ge=1, le=1000, description="the newest N", json_schema_extra={"x-cli-short": "-n"})
 
 
-class ListRow(Output):
+class BenchListRow(Output):
     id: int
     time: str
     model: str
@@ -596,11 +596,11 @@ class ListRow(Output):
     headline: str | None = Field(description="the main figure at the highest level")
 
 
-class ListOutput(Output):
-    results: list[ListRow]
+class BenchListOutput(Output):
+    results: list[BenchListRow]
 
 
-def _levels_text(r: Result) -> str:
+def _levels_text(r: BenchResult) -> str:
     conc = ",".join(str(c) for c in dict.fromkeys(lv.concurrency for lv in r.levels))
     text = f"c={conc}"
     batches = [str(b) for b in dict.fromkeys(lv.batch for lv in r.levels) if b is not None]
@@ -614,7 +614,7 @@ def _levels_text(r: Result) -> str:
     return text
 
 
-def headline(r: Result) -> str | None:
+def headline(r: BenchResult) -> str | None:
     key = load.OBJECTIVE.get(r.kind)
     fig = load.figure(r.kind, key or "")
     rows = [lv for lv in r.levels if lv.door == "gateway" and lv.figures.get(key or "") is not None] or \
@@ -628,24 +628,24 @@ def headline(r: Result) -> str | None:
 
 
 @operation("bench.list", mutating=False, method="GET", path="/bench/results", cli=None)
-async def list_(ctx: Context, inp: ListInput) -> ListOutput:
+async def list_(ctx: Context, inp: BenchListInput) -> BenchListOutput:
     """The stored benchmark results, newest first: model, kind, engine and version, levels and the main figure."""
     rows = await asyncio.to_thread(BenchResults(ctx.db).list, model=inp.model, kind=inp.kind, sweep=inp.sweep,
                                    limit=inp.limit)
     out = []
     for row in rows:
         r = _view(row)
-        out.append(ListRow(id=r.id, time=r.time, model=r.model, service=r.service, kind=r.kind, engine=r.engine,
+        out.append(BenchListRow(id=r.id, time=r.time, model=r.model, service=r.service, kind=r.kind, engine=r.engine,
                            engine_version=r.engine_version, label=r.label, sweep=r.sweep, levels=_levels_text(r),
                            headline=headline(r)))
-    return ListOutput(results=out)
+    return BenchListOutput(results=out)
 
 
-class ShowInput(Input):
+class BenchShowInput(Input):
     id: int = Field(ge=1, le=2**62, description="the result's id (`aima bench list`)")
 
 
-def _get(ctx: Context, rid: int, field: str = "id") -> Result:
+def _get(ctx: Context, rid: int, field: str = "id") -> BenchResult:
     row = BenchResults(ctx.db).get(rid)
     if row is None:
         raise NotFound(f"benchmark result {rid} does not exist; `aima bench list` shows the results", field=field)
@@ -653,18 +653,18 @@ def _get(ctx: Context, rid: int, field: str = "id") -> Result:
 
 
 @operation("bench.show", mutating=False, method="GET", path="/bench/results/{id}", cli=None)
-async def show(ctx: Context, inp: ShowInput) -> Result:
+async def show(ctx: Context, inp: BenchShowInput) -> BenchResult:
     """One stored benchmark result: every level's figures, with the hardware, engine, engine version, config and
     aima version it ran with."""
     return await asyncio.to_thread(_get, ctx, inp.id)
 
 
-class CompareInput(Input):
+class BenchCompareInput(Input):
     a: int = Field(ge=1, le=2**62, description="the first result (the baseline)")
     b: int = Field(ge=1, le=2**62, description="the second result")
 
 
-class Ratio(Output):
+class BenchRatio(Output):
     door: str
     concurrency: int
     batch: int | None = None
@@ -678,24 +678,24 @@ class Ratio(Output):
     better: Literal["a", "b", "same"] | None = Field(description="which is better by this figure (within 2%: same)")
 
 
-class CompareOutput(Output):
-    a: ListRow
-    b: ListRow
+class BenchCompareOutput(Output):
+    a: BenchListRow
+    b: BenchListRow
     differences: dict[str, list[Any]] = Field(description="what differs between the two runs: [a, b] per field")
-    ratios: list[Ratio]
+    ratios: list[BenchRatio]
 
 
-def _row(r: Result) -> ListRow:
-    return ListRow(id=r.id, time=r.time, model=r.model, service=r.service, kind=r.kind, engine=r.engine,
+def _row(r: BenchResult) -> BenchListRow:
+    return BenchListRow(id=r.id, time=r.time, model=r.model, service=r.service, kind=r.kind, engine=r.engine,
                    engine_version=r.engine_version, label=r.label, sweep=r.sweep, levels=_levels_text(r),
                    headline=headline(r))
 
 
-def _key(lv: Level) -> tuple[Any, ...]:
+def _key(lv: BenchLevel) -> tuple[Any, ...]:
     return lv.door, lv.concurrency, lv.batch, lv.audio_s
 
 
-def compare_results(a: Result, b: Result) -> CompareOutput:
+def compare_results(a: BenchResult, b: BenchResult) -> BenchCompareOutput:
     if a.kind != b.kind:
         raise InvalidInput(f"result {a.id} measures {_a(a.kind)} model and result {b.id} {_a(b.kind)} model; compare "
                            f"results of one kind", field="b")
@@ -725,17 +725,17 @@ def compare_results(a: Result, b: Result) -> CompareOutput:
                     better = "same"
                 else:
                     better = "b" if (ratio > 1) == (fig.better == "higher") else "a"
-            ratios.append(Ratio(door=lv.door, concurrency=lv.concurrency, batch=lv.batch, audio_s=lv.audio_s,
+            ratios.append(BenchRatio(door=lv.door, concurrency=lv.concurrency, batch=lv.batch, audio_s=lv.audio_s,
                                 figure=fig.key, label=fig.label, unit=fig.unit, a=va, b=vb, ratio=ratio,
                                 better=better))
     if not ratios:
         raise InvalidInput(f"results {a.id} and {b.id} share no level (door, concurrency, batch, audio length) to "
                            f"compare", field="b")
-    return CompareOutput(a=_row(a), b=_row(b), differences=diff, ratios=ratios)
+    return BenchCompareOutput(a=_row(a), b=_row(b), differences=diff, ratios=ratios)
 
 
 @operation("bench.compare", mutating=False, method="GET", path="/bench/compare", cli=None)
-async def compare(ctx: Context, inp: CompareInput) -> CompareOutput:
+async def compare(ctx: Context, inp: BenchCompareInput) -> BenchCompareOutput:
     """Compare two stored results level by level: each figure of A and B and the ratio B/A, which is better, and
     what differs between the runs (engine, version, config, hardware, aima version, sizes)."""
     a = await asyncio.to_thread(_get, ctx, inp.a, "a")
@@ -744,7 +744,7 @@ async def compare(ctx: Context, inp: CompareInput) -> CompareOutput:
 
 
 # ---------------------------------------------------------------------------- sweep
-class SweepInput(_LoadFields):
+class BenchSweepInput(_LoadFields):
     model: str = Field(min_length=1, max_length=200, pattern=PLAIN, description="a catalog model name or alias")
     config: dict[str, str] = Field(min_length=1, max_length=8,
                                    description="engine config key = comma-separated values to try, e.g. "
@@ -758,21 +758,21 @@ class SweepInput(_LoadFields):
     timeout_s: float | None = Field(None, gt=0, le=86400, description="seconds to wait for each service to be ready")
 
 
-class SweepRow(Output):
+class BenchSweepRow(Output):
     config: dict[str, str]
     result: int | None
     value: float | None = Field(description="the objective's mean over the levels")
     error: str | None = None
 
 
-class SweepOutput(Output):
+class BenchSweepOutput(Output):
     sweep: str
     model: str
     kind: str
     objective: str
     better: str = Field(description="higher or lower")
-    rows: list[SweepRow]
-    best: SweepRow | None
+    rows: list[BenchSweepRow]
+    best: BenchSweepRow | None
     applied: str | None = Field(description="the overlay file written (apply)")
     variant: str | None
 
@@ -795,14 +795,14 @@ def _combinations(config: dict[str, str]) -> list[dict[str, str]]:
     return combos
 
 
-def _score(r: Result, objective: str) -> float | None:
+def _score(r: BenchResult, objective: str) -> float | None:
     vals = [lv.figures.get(objective) for lv in r.levels if lv.door == "gateway"]
     nums = [v for v in vals if v is not None]
     return round(sum(nums) / len(nums), 5) if nums else None
 
 
 @operation("bench.sweep", mutating=True, method="POST", path="/bench/sweep", cli=None)
-async def sweep(ctx: Context, inp: SweepInput) -> SweepOutput:
+async def sweep(ctx: Context, inp: BenchSweepInput) -> BenchSweepOutput:
     """Benchmark every combination of config values: each runs as a service of its own (started, measured,
     deleted); with apply, the best is written as a catalog overlay whose values `aima resolve` shows with the
     provenance `benchmark`."""
@@ -831,8 +831,8 @@ async def sweep(ctx: Context, inp: SweepInput) -> SweepOutput:
     elif kind in ("asr", "tts") and not inp.dataset:
         per_run *= len(set(inp.audio_s or AUDIO_S))
     progress = Progress(ctx, inp.model, per_run * len(combos), "s" if inp.duration_s else "requests", sid)
-    rows: list[SweepRow] = []
-    results: list[Result] = []
+    rows: list[BenchSweepRow] = []
+    results: list[BenchResult] = []
     fields = {k: getattr(inp, k) for k in _LoadFields.model_fields}
     for i, combo in enumerate(combos):
         label = " ".join(f"{k}={v}" for k, v in combo.items())
@@ -848,12 +848,12 @@ async def sweep(ctx: Context, inp: SweepInput) -> SweepOutput:
             started = (await ctx.call("service.run", args)).model_dump()
             if started["outcome"] != "ready":
                 raise EngineError(f"service {name} is {started['outcome']}: {started.get('message')}")
-            run_inp = RunInput(model=name, label=label, **fields)
+            run_inp = BenchRunInput(model=name, label=label, **fields)
             r = await measure(ctx, run_inp, sweep=sid, progress=progress, request=inp.model)
             results.append(r)
-            rows.append(SweepRow(config=combo, result=r.id, value=_score(r, objective)))
+            rows.append(BenchSweepRow(config=combo, result=r.id, value=_score(r, objective)))
         except AimaError as e:
-            rows.append(SweepRow(config=combo, result=None, value=None, error=e.message))
+            rows.append(BenchSweepRow(config=combo, result=None, value=None, error=e.message))
             progress.done = start_done + per_run
         finally:
             try:
@@ -873,12 +873,12 @@ async def sweep(ctx: Context, inp: SweepInput) -> SweepOutput:
                                           for r in rows))
         result = next(r for r in results if r.id == best.result)
         applied = await asyncio.to_thread(write_overlay, ctx, first.model, variant, best, objective, result)
-    return SweepOutput(sweep=sid, model=first.model, kind=kind, objective=objective, better=fig.better, rows=rows,
+    return BenchSweepOutput(sweep=sid, model=first.model, kind=kind, objective=objective, better=fig.better, rows=rows,
                        best=best, applied=applied, variant=variant)
 
 
-def write_overlay(ctx: Context, model: str, variant: str | None, best: SweepRow, objective: str,
-                  result: Result) -> str:
+def write_overlay(ctx: Context, model: str, variant: str | None, best: BenchSweepRow, objective: str,
+                  result: BenchResult) -> str:
     """``AIMA_HOME/catalog/models/<model>.benchmark.yaml``: the variant's ``benchmark`` block, merged onto the
     catalog's model by the overlay loader. Checked by loading the catalog again; a bad file is removed."""
     import yaml
