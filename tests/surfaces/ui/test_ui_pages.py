@@ -227,6 +227,24 @@ def test_create_and_start_from_a_catalog_model(stack: Daemon, page: tuple[Any, W
     watch.assert_clean()
 
 
+def test_a_pull_shows_its_progress_and_the_model_lands_on_disk(stack: Daemon, page: tuple[Any, Watch],
+                                                               tmp_path: Path) -> None:
+    from tests.support.modelstore import write_gguf
+
+    p, watch = page
+    weights = write_gguf(tmp_path / "pulled-tiny.gguf")
+    open_page(p, stack, "models", "#catalog table")
+    p.fill("#pull-spec", f"file:{weights}")
+    p.click("form[aria-label='Pull a model'] button[type=submit]")
+    box = f'#pulls [data-pull="file:{weights}"]'
+    p.wait_for_selector(f'{box} [data-state="pulled"]', timeout=30000)
+    assert p.evaluate("(s) => document.querySelector(s + ' progress').value", box) == 1
+    p.wait_for_selector('#local-models tr[data-local-model="pulled-tiny"]', timeout=10000)
+    assert "gguf" in p.inner_text('#local-models tr[data-local-model="pulled-tiny"]')
+    shot(p, "model-pulled")
+    watch.assert_clean()
+
+
 # ---------------------------------------------------------------------------- playground
 def test_a_chat_streams_into_the_page(stack: Daemon, page: tuple[Any, Watch]) -> None:
     p, watch = page
