@@ -5,11 +5,12 @@ CLI exit code, and its message says what happened, to what, and what to do next:
 
     AimaError                      500  exit 1
      ├── InvalidInput              422  exit 2   (field names the bad input)
-     │    ├── BadRequest           400  exit 2   (malformed body: not JSON, not an object)
-     │    └── InsufficientMemory   422  exit 2   (a model does not fit the free memory; details hold the numbers)
+     │    └── BadRequest           400  exit 2   (malformed body: not JSON, not an object)
      ├── NotFound                  404  exit 4
-     ├── Conflict                  409  exit 5
-     │    └── PortInUse            409  exit 5
+     ├── Conflict                  409  exit 5   (well-formed, but at odds with what is here: a name or port
+     │    │                                        taken, hardware no variant runs on, config an engine refuses)
+     │    ├── PortInUse            409  exit 5
+     │    └── InsufficientMemory   409  exit 5   (a model does not fit the free memory; details hold the numbers)
      ├── Unavailable               503  exit 6
      │    └── DaemonUnreachable    503  exit 6   (CLI side: no daemon at --url)
      ├── Unauthorized              401  exit 7   (no valid API key: the CLI reads a 401 as this)
@@ -75,10 +76,6 @@ class BadRequest(InvalidInput):
     code = "bad_request"
 
 
-class InsufficientMemory(InvalidInput):
-    code = "insufficient_memory"
-
-
 class NotFound(AimaError):
     status = 404
     exit_code = 4
@@ -93,6 +90,10 @@ class Conflict(AimaError):
 
 class PortInUse(Conflict):
     code = "port_in_use"
+
+
+class InsufficientMemory(Conflict):
+    code = "insufficient_memory"
 
 
 class Unavailable(AimaError):

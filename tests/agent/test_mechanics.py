@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.agent.scripted import ScriptedModel, answer, call, last_tool_result, text_call
 from tests.support.daemon import Daemon, free_port
+from tests.support.scripted import ScriptedModel, answer, call, last_tool_result, text_call
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from aima.catalog import loader
 from aima.catalog.loader import load, shipped_dir, validate
 from aima.catalog.resolver import resolve
 from aima.domain.engine import EngineSpec
-from aima.errors import InvalidInput
+from aima.errors import InvalidInput, NotFound
 from tests.catalog.machines import facts
 
 
@@ -64,7 +64,7 @@ def test_engine_spec_comes_from_yaml_for_every_engine(tmp_path: Path) -> None:
     assert "GGML_ASSERT" in catalog.engine("llama-cpp", home=tmp_path).fatal_patterns
     assert catalog.engine("custom") is catalog.CUSTOM
     assert catalog.engine("custom").identity_required is False
-    with pytest.raises(InvalidInput, match="known engines: custom, faster-whisper, llama-cpp"):
+    with pytest.raises(NotFound, match="known engines: custom, faster-whisper, llama-cpp"):
         catalog.engine("nope", home=tmp_path)
 
 

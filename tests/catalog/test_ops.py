@@ -110,7 +110,7 @@ def test_resolve_on_this_machine(ctx: Any) -> None:
     if not facts.gpus:
         assert plan["device"] == "cpu" and plan["hardware_profile"] == "cpu-only"
     assert "{port}" in plan["argv"] and "{host}" in plan["argv"]
-    with pytest.raises(InvalidInput, match="'gpu_memory_utilization' is not a config key of engine llama-cpp"):
+    with pytest.raises(NotFound, match="'gpu_memory_utilization' is not a config key of engine llama-cpp"):
         call(ctx, "catalog.resolve", {"model": "smollm2-135m", "config": {"gpu_memory_utilization": "0.5"}})
     with pytest.raises(NotFound):
         call(ctx, "catalog.resolve", {"model": "no-such-model"})

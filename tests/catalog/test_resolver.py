@@ -12,7 +12,7 @@ import pytest
 from aima.catalog.loader import Catalog, load, shipped_dir
 from aima.catalog.resolver import Plan, resolve
 from aima.controller.launch import render_command
-from aima.errors import InsufficientMemory, InvalidInput, NotFound
+from aima.errors import Conflict, InsufficientMemory, InvalidInput, NotFound
 from tests.catalog.machines import RECORDED, GiB, facts, with_gpu_free, with_ram_available
 
 MODELS = ["smollm2-135m", "all-minilm-l6-v2", "whisper-tiny-en", "piper-en-us-joe", "qwen2.5-0.5b-instruct",
@@ -138,7 +138,7 @@ def test_engine_flags_never_cross_engines(cat: Catalog) -> None:
             for engine in [None, *sorted({v.engine for v in cat.model(model).variants})]:
                 try:
                     p = plan(cat, machine, model, engine=engine)
-                except (InvalidInput, InsufficientMemory):
+                except (InvalidInput, NotFound, Conflict):
                     continue
                 seen.add((machine, p.engine))
                 flags = _flags(p.argv)
@@ -163,11 +163,11 @@ def test_engine_choice_restricts_variants(cat: Catalog) -> None:
     assert all(r.reason == "engine sglang was asked for" for r in p.rejected)
     p = plan(cat, "rtx4090-24gb", "qwen3-8b", engine="llama-cpp")
     assert p.variant == "gpu-gguf-q4"
-    with pytest.raises(InvalidInput, match="has no variant for engine piper"):
+    with pytest.raises(NotFound, match="has no variant for engine piper"):
         plan(cat, "rtx4090-24gb", "qwen3-8b", engine="piper")
-    with pytest.raises(InvalidInput, match="engine 'nope' is not in the catalog"):
+    with pytest.raises(NotFound, match="engine 'nope' is not in the catalog"):
         plan(cat, "rtx4090-24gb", "qwen3-8b", engine="nope")
-    with pytest.raises(InvalidInput, match="no variant of qwen3-8b runs on this hardware.*needs a nvidia"):
+    with pytest.raises(Conflict, match="no variant of qwen3-8b runs on this hardware.*needs a nvidia"):
         plan(cat, "cpu-laptop", "qwen3-8b", engine="vllm")
 
 
@@ -213,19 +213,19 @@ def test_profile_values_stay_with_their_engine_and_device(cat: Catalog) -> None:
 
 
 def test_unknown_user_key_lists_valid_keys(cat: Catalog) -> None:
-    with pytest.raises(InvalidInput) as ei:
+    with pytest.raises(NotFound) as ei:
         plan(cat, "cpu-laptop", "qwen2.5-7b-instruct", config={"gpu_memory_utilization": "0.8"})
     msg = ei.value.message
     assert "'gpu_memory_utilization' is not a config key of engine llama-cpp" in msg
     assert "valid keys: n_ctx, n_threads" in msg and "n_gpu_layers" in msg
     assert ei.value.field == "config.gpu_memory_utilization"
-    with pytest.raises(InvalidInput, match="'n_ctx', 'bogus' are not config keys of engine vllm"):
+    with pytest.raises(NotFound, match="'n_ctx', 'bogus' are not config keys of engine vllm"):
         plan(cat, "rtx4090-24gb", "qwen2.5-7b-instruct", config={"n_ctx": 1, "bogus": 2})
-    with pytest.raises(InvalidInput, match="config n_ctx of engine llama-cpp expects an integer"):
+    with pytest.raises(Conflict, match="config n_ctx of engine llama-cpp expects an integer"):
         plan(cat, "cpu-laptop", "smollm2-135m", config={"n_ctx": "lots"})
-    with pytest.raises(InvalidInput, match=r"gpu_memory_utilization of engine vllm must be ≤ 1"):
+    with pytest.raises(Conflict, match=r"gpu_memory_utilization of engine vllm must be ≤ 1"):
         plan(cat, "rtx4090-24gb", "qwen2.5-7b-instruct", config={"gpu_memory_utilization": "1.5"})
-    with pytest.raises(InvalidInput, match="dtype of engine vllm must be one of auto"):
+    with pytest.raises(Conflict, match="dtype of engine vllm must be one of auto"):
         plan(cat, "rtx4090-24gb", "qwen2.5-7b-instruct", config={"dtype": "int3"})
 
 
@@ -264,7 +264,7 @@ def test_unknown_facts_skip_filters_but_never_match_upward(cat: Catalog) -> None
 
 
 def test_no_variant_runs_here(cat: Catalog) -> None:
-    with pytest.raises(InvalidInput) as ei:
+    with pytest.raises(Conflict) as ei:
         plan(cat, "cpu-laptop", "qwen2.5-32b-instruct")
     assert "no variant of qwen2.5-32b-instruct runs on this hardware" in ei.value.message
     assert "needs ≥ 28.0 GiB of RAM, 16.0 GiB usable" in ei.value.message
@@ -323,7 +323,7 @@ def test_fit_refuses_with_numbers(cat: Catalog) -> None:
     assert "does not fit in host RAM: the weights need 5.2 GiB but 4.0 GiB is free" in e.message
     assert e.details["free_bytes"] == 4 * GiB and e.details["reserve_bytes"] == GiB
     assert e.details["required_bytes"] == int(5.2 * GiB)
-    assert e.status == 422 and e.code == "insufficient_memory"
+    assert e.status == 409 and e.code == "insufficient_memory"
 
 
 def test_fit_never_changes_a_user_value(cat: Catalog) -> None:
@@ -417,13 +417,13 @@ def test_glm_4_7_flash_on_the_gb10_and_an_h100_with_every_value_sourced(cat: Cat
     assert {"--speculative-algorithm", "--tool-call-parser", "--reasoning-parser"} <= _flags(sg.argv)
     assert {s.source for k, s in sg.config.items() if k.startswith("speculative")} == {"model-variant"}
     # an RTX 4090 has too little memory for any variant; the refusal gives the numbers
-    with pytest.raises(InvalidInput) as ei:
+    with pytest.raises(Conflict) as ei:
         plan(cat, "rtx4090-24gb", "glm-4.7-flash")
     assert "vllm-fp8 (vllm, 35.0 GiB of weights and runtime): GPU 0" in ei.value.message
 
 
 def test_glm_4_7_flash_is_refused_on_a_cpu_machine_with_the_numbers(cat: Catalog) -> None:
-    with pytest.raises(InvalidInput) as ei:
+    with pytest.raises(Conflict) as ei:
         plan(cat, "cpu-laptop", "glm-4.7-flash")
     msg = ei.value.message
     assert msg.startswith("no variant of glm-4.7-flash runs on this hardware")

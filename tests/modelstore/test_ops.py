@@ -106,7 +106,7 @@ def test_import_modes_and_input_checks(ops: dict[str, Any], ctx: Any, tmp_path: 
         call(ops, ctx, "model.import", {"path": str(src), "mode": "teleport"})
     with pytest.raises(InvalidInput, match="sha256"):
         call(ops, ctx, "model.pull", {"model": f"file:{src}", "sha256": "xyz"})
-    with pytest.raises(InvalidInput, match="neither a catalog model nor a source spec"):
+    with pytest.raises(NotFound, match="neither a catalog model nor a source spec"):
         call(ops, ctx, "model.pull", {"model": "no-such-catalog-model-anywhere"})
     failed = events(ctx, "model.pull.failed")
     assert failed and failed[-1]["data"]["request"] == "no-such-catalog-model-anywhere"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aima.domain.engine import EngineSpec
-from aima.errors import InvalidInput
+from aima.errors import NotFound
 
 if TYPE_CHECKING:
     from aima.catalog.loader import Catalog
@@ -46,8 +46,8 @@ def engine(name: str, home: Path | None = None) -> EngineSpec:
     eng = cat.engine(name)
     if eng is None:
         known = ", ".join(["custom", *sorted(cat.engines)])
-        raise InvalidInput(f"engine {name!r} is not in the catalog; known engines: {known} "
-                           f"(give --command to run any engine with `custom`)", field="engine")
+        raise NotFound(f"engine {name!r} is not in the catalog; known engines: {known} "
+                       f"(give --command to run any engine with `custom`)", field="engine")
     patterns = tuple(dict.fromkeys((*COMMON_FATAL_PATTERNS, *eng.fatal_patterns)))
     return EngineSpec(name=eng.name, health_path=eng.health.path, health_timeout_s=eng.health.timeout_s,
                       identity_required=eng.identity.required, fatal_patterns=patterns, env=dict(eng.env))

@@ -47,7 +47,7 @@ from aima.catalog.schema import (
     coerce_value,
     render_value,
 )
-from aima.errors import InsufficientMemory, InvalidInput
+from aima.errors import Conflict, InsufficientMemory, InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from aima.catalog.loader import Catalog
@@ -343,11 +343,13 @@ class ConfigBook:
 
 
 def check_user_config(engine: Engine, config: dict[str, Any]) -> dict[str, ConfigInput]:
-    """Validate user config keys against the engine: unknown keys and bad values are InvalidInput."""
+    """Validate user config keys against the engine: an unknown key is ``NotFound`` (it names nothing the
+    engine has), a value the engine cannot take ``Conflict`` (the request is well-formed; the engine
+    disagrees: a client's schema cannot know each engine's keys)."""
     unknown = [k for k in config if k not in engine.config]
     if unknown:
         names = ", ".join(repr(k) for k in unknown)
-        raise InvalidInput(f"{names} {'is not a config key' if len(unknown) == 1 else 'are not config keys'} of "
+        raise NotFound(f"{names} {'is not a config key' if len(unknown) == 1 else 'are not config keys'} of "
                            f"engine {engine.name}; valid keys: {', '.join(engine.config)}",
                            field=f"config.{unknown[0]}", details={"unknown": unknown, "valid": list(engine.config)})
     out: dict[str, ConfigInput] = {}
@@ -355,7 +357,7 @@ def check_user_config(engine: Engine, config: dict[str, Any]) -> dict[str, Confi
         try:
             out[k] = coerce_value(engine.config[k], v)
         except ValueError as e:
-            raise InvalidInput(f"config {k} of engine {engine.name} {e}", field=f"config.{k}") from None
+            raise Conflict(f"config {k} of engine {engine.name} {e}", field=f"config.{k}") from None
     return out
 
 
@@ -516,8 +518,8 @@ def resolve(catalog: Catalog, facts: HardwareFacts, model_ref: str, engine: str 
         raise InvalidInput("engine 'custom' runs a command you give (`aima service create --command ...`); "
                            "it has nothing to resolve", field="engine")
     if engine is not None and catalog.engine(engine) is None:
-        raise InvalidInput(f"engine {engine!r} is not in the catalog; engines: {', '.join(sorted(catalog.engines))}",
-                           field="engine")
+        raise NotFound(f"engine {engine!r} is not in the catalog; engines: {', '.join(sorted(catalog.engines))}",
+                       field="engine")
     model = catalog.model(model_ref)
     profile, profile_reason = pick_profile(catalog, facts)
     notes: list[str] = [profile_reason, *(profile.notes if profile else [])]
@@ -543,9 +545,9 @@ def resolve(catalog: Catalog, facts: HardwareFacts, model_ref: str, engine: str 
         why += f" — this machine: {_machine(facts)}"
         if engine is not None and not any(v.engine == engine for v in model.variants):
             have = sorted({v.engine for v in model.variants})
-            raise InvalidInput(f"{model.name} has no variant for engine {engine}; its variants use "
+            raise NotFound(f"{model.name} has no variant for engine {engine}; its variants use "
                                f"{', '.join(have)}", field="engine")
-        raise InvalidInput(f"no variant of {model.name} runs on this hardware: {why}", field="model",
+        raise Conflict(f"no variant of {model.name} runs on this hardware: {why}", field="model",
                            details={"rejected": [r.model_dump() for r in rejected]})
     order = sorted(range(len(candidates)), key=lambda i: (
         bool(candidates[i][2].unknown), -candidates[i][0].preference, -len(candidates[i][2].verified), i))

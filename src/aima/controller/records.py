@@ -15,7 +15,7 @@ from aima import catalog
 from aima.controller.events import EventBus
 from aima.domain.engine import EngineSpec
 from aima.domain.states import Desired, State, aggregate, check_transition
-from aima.errors import InvalidInput, NotFound
+from aima.errors import NotFound
 from aima.store.db import Database
 from aima.store.repositories import ACTIVE_NAMES, Instances, Services
 from aima.store.tables import InstanceRow, ServiceRow
@@ -104,7 +104,7 @@ def engine_spec(svc: ServiceRow) -> EngineSpec:
         return EngineSpec.from_dict(svc.engine_spec)
     try:
         return catalog.engine(svc.engine)
-    except InvalidInput:
+    except NotFound:
         log.warning("service %s: engine %s is no longer in the catalog; using the defaults", svc.name, svc.engine)
         return catalog.CUSTOM
 

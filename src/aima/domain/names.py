@@ -8,6 +8,8 @@ import secrets
 SERVICE_ID = re.compile(r"^svc-[0-9a-f]{8}$")
 INSTANCE_ID = re.compile(r"^inst-[0-9a-f]{8}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# A service name as a JSON Schema pattern: NAME, and not like a service id.
+NAME_PATTERN = r"^(?!svc-[0-9a-f]{8}$)[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 def new_service_id() -> str:

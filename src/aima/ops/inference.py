@@ -35,6 +35,7 @@ from aima.ops.models import Input, Output, cli
 from aima.ops.registry import Cli, operation
 
 MAX_AUDIO_B64 = 200_000_000  # about 150 MB of audio
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 # ---------------------------------------------------------------------------- reaching the engine
@@ -141,9 +142,14 @@ class Message(BaseModel):
 
 
 class ChatInput(Input):
+    # a prompt or messages, exactly one (said in JSON Schema too, so a client can know it)
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+        {"required": ["messages"], "properties": {"messages": {"type": "array"}}}]})
+
     model: str = Field(min_length=1, max_length=200, description="model name or alias, or a service name")
     prompt: str | None = Field(None, max_length=1_000_000, description="the user's message")
-    messages: list[Message] | None = Field(None, max_length=10_000,
+    messages: list[Message] | None = Field(None, min_length=1, max_length=10_000,
                                            description="the whole conversation (instead of a prompt)",
                                            json_schema_extra=cli(hidden=True))
     max_tokens: int = Field(256, ge=1, le=131072, description="at most this many tokens in the answer")
@@ -397,7 +403,8 @@ async def speak(ctx: Context, inp: SpeakInput) -> SpeakOutput:
 # ---------------------------------------------------------------------------- transcribe
 class TranscribeInput(Input):
     model: str = Field(min_length=1, max_length=200, description="speech model name or alias, or a service name")
-    audio: str = Field(min_length=1, max_length=MAX_AUDIO_B64, description="the audio file (wav, mp3, ...), base64")
+    audio: str = Field(min_length=4, max_length=MAX_AUDIO_B64, pattern=BASE64,
+                       description="the audio file (wav, mp3, ...), base64")
     filename: str = Field("audio.wav", min_length=1, max_length=255, description="the audio file's name")
     language: str | None = Field(None, min_length=2, max_length=16, description="language code (default: detect)")
 

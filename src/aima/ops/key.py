@@ -10,17 +10,18 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import or_, select
 
 from aima.domain.keys import hash_key, new_key
 from aima.errors import Conflict, NotFound
 from aima.ops.context import Context
-from aima.ops.models import Input, Output
+from aima.ops.models import PLAIN, Input, Output
 from aima.ops.registry import Cli, operation
 from aima.store.tables import ApiKeyRow
 
 KEY_COLUMNS = ("id", "name", "scope", "models", "prefix", "active", "created_at")
+SINCE = r"^\s*(\d{1,9}(\.\d{1,3})?\s*[smhd]|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?)?)\s*$"
 USAGE_COLUMNS = ("key", "name", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "audio_seconds")
 Scope = Literal["inference", "read", "admin"]
 
@@ -49,7 +50,13 @@ def _view(r: ApiKeyRow) -> KeyView:
 
 
 class CreateKeyInput(Input):
-    name: str | None = Field(None, min_length=1, max_length=128, description="a name to recognise the key by")
+    # models (not null) only with scope inference, said in JSON Schema too
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"required": ["models"], "properties": {"models": {"type": "array"}}},
+        "then": {"required": ["scope"], "properties": {"scope": {"const": "inference"}}}})
+
+    name: str | None = Field(None, min_length=1, max_length=128, pattern=PLAIN,
+                             description="a name to recognise the key by")
     scope: Scope = Field("admin", description="inference: only /v1 (the OpenAI routes); read: GETs and operations "
                                               "that change nothing; admin: everything")
     models: list[str] | None = Field(None, min_length=1, max_length=64,
@@ -64,14 +71,6 @@ class CreateKeyInput(Input):
         if self.models is not None and self.scope != "inference":
             raise ValueError("models limits an inference key; add --scope inference")
         return self
-
-    @field_validator("name")
-    @classmethod
-    def _printable(cls, v: str | None) -> str | None:
-        if v is not None and not v.isprintable():
-            raise ValueError("must not contain control characters")
-        return v
-
 
 @operation("key.create", mutating=True, method="POST", path="/keys", cli=Cli("key", "create"))
 async def create(ctx: Context, inp: CreateKeyInput) -> CreatedKey:
@@ -113,14 +112,15 @@ async def list_(ctx: Context, inp: Empty) -> KeyList:
 
 
 class KeyRef(Input):
-    key: str = Field(min_length=1, max_length=200, description="the key's id or name")
+    key: str = Field(min_length=1, max_length=200, description="the key's id or name (or the key itself)")
 
 
 @operation("key.revoke", mutating=True, method="DELETE", path="/keys/{key}", cli=Cli("key", "revoke", args=("key",)))
 async def revoke(ctx: Context, inp: KeyRef) -> KeyView:
     """Revoke an API key: requests with it are refused at once. Idempotent."""
     with ctx.db.session() as s:
-        row = s.scalars(select(ApiKeyRow).where(or_(ApiKeyRow.id == inp.key, ApiKeyRow.name == inp.key))).first()
+        row = s.scalars(select(ApiKeyRow).where(or_(ApiKeyRow.id == inp.key, ApiKeyRow.name == inp.key,
+                                                    ApiKeyRow.hash == hash_key(inp.key)))).first()
         if row is None:
             raise NotFound(f"API key {inp.key!r} does not exist; `aima key list` shows the keys", field="key")
         changed = row.revoked_at is None
@@ -133,8 +133,9 @@ async def revoke(ctx: Context, inp: KeyRef) -> KeyView:
 
 # ---------------------------------------------------------------------------- usage
 class UsageInput(Input):
-    since: str = Field("24h", max_length=40, description="from when: a span back from now (30m, 24h, 7d) or a date "
-                                                         "(2026-12-01, 2026-12-01T08:00)")
+    since: str = Field("24h", max_length=40, pattern=SINCE,
+                       description="from when: a span back from now (30m, 24h, 7d) or a date (2026-12-01, "
+                                   "2026-12-01T08:00)")
     key: str | None = Field(None, min_length=1, max_length=200, description="only this key (id or name; - for "
                                                                            "requests without a key)")
 
@@ -173,10 +174,15 @@ def parse_since(text: str, now: float | None = None) -> float:
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text.strip())
     if m:
         return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    try:
-        return dt.datetime.fromisoformat(text.strip()).timestamp()
+    d = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?", text.strip())
+    if d is None:
+        raise ValueError(f"{text!r} is neither a span like 24h or 7d nor a date like 2026-12-01")
+    y, mo, day, h, mi, sec = (int(x) if x else 0 for x in d.groups())
+    try:  # a day past the month's end runs on into the next (2026-02-30 is 2026-03-02), as a span would
+        start = dt.datetime(max(y, 1), min(max(mo, 1), 12), 1)
     except ValueError:
-        raise ValueError(f"{text!r} is neither a span like 24h or 7d nor a date like 2026-12-01") from None
+        raise ValueError(f"{text!r} is not a date like 2026-12-01") from None
+    return (start + dt.timedelta(days=max(day, 1) - 1, hours=h, minutes=mi, seconds=sec)).timestamp()
 
 
 @operation("key.usage", mutating=False, method="GET", path="/keys/usage",

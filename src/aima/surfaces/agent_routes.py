@@ -46,7 +46,7 @@ def install(router: APIRouter, op: Operation) -> None:
     async def agent_ask(request: Request) -> StreamingResponse:
         from aima.agent.loop import ask as run
 
-        inp = op.parse(await read_json(request))
+        inp = op.parse(await read_json(request), strict=True)
         assert isinstance(inp, AskInput)
         events = run(request.app.state.ctx, _request(inp, _key(request.headers), interactive=inp.interactive))
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()

@@ -67,7 +67,7 @@ def _resource_endpoint(op: Operation):  # type: ignore[no-untyped-def]
             if k in data and data[k] != v:
                 raise BadRequest(f"{k!r} in the body ({data[k]!r}) differs from the path ({v!r})")
             data[k] = v
-        return _result(op, await op.call(request.app.state.ctx, data))
+        return _result(op, await op.call(request.app.state.ctx, data, strict=op.method != "GET"))
     endpoint.__name__ = op.name.replace(".", "_")
     return endpoint
 
@@ -101,11 +101,12 @@ def build_router() -> APIRouter:
                  tags=["ops"])
     async def call_op(name: str, request: Request) -> Response:
         op = get(name)
-        return _result(op, await op.call(request.app.state.ctx, await read_json(request)))
+        return _result(op, await op.call(request.app.state.ctx, await read_json(request), strict=True))
 
-    @router.get("/events", summary="Live events as server-sent events (since=ID replays history first)",
-                tags=["event"])
-    async def events(request: Request, since: int | None = Query(None, ge=0, le=2**63 - 1)) -> StreamingResponse:
+    @router.get("/events", summary="Live events as server-sent events (since=ID replays history first; "
+                                   "follow=false ends after it)", tags=["event"])
+    async def events(request: Request, since: int | None = Query(None, ge=0, le=2**63 - 1),
+                     follow: bool = Query(True)) -> StreamingResponse:
         ctx = request.app.state.ctx
         bus = ctx.bus
         q = bus.subscribe()
@@ -116,6 +117,8 @@ def build_router() -> APIRouter:
                 if since is not None:
                     for ev in bus.history(since, 1000):
                         yield _sse(ev)
+                if not follow:
+                    return
                 idle = 0.0
                 while not ctx.shutting_down:  # a stream ends when the daemon stops, never holds it up
                     try:
@@ -155,16 +158,12 @@ def install(app: FastAPI) -> None:
             return app.openapi_schema
         from fastapi.openapi.utils import get_openapi
 
-        schema = get_openapi(title="aima", version=app.version, routes=app.routes,
-                             description="aima: one control plane and one OpenAI-compatible endpoint")
-        comps = schema.setdefault("components", {}).setdefault("schemas", {})
-        for op in ops.values():
-            for model in (op.input, op.output):
-                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                for name, d in js.pop("$defs", {}).items():
-                    comps.setdefault(name, d)
-                comps.setdefault(model.__name__, js)
-        app.openapi_schema = schema
-        return schema
+        from aima.ops.agent import ApprovalInput
+        from aima.surfaces.openapi import complete
+
+        doc = get_openapi(title="aima", version=app.version, routes=app.routes,
+                          description="aima: one control plane and one OpenAI-compatible endpoint")
+        app.openapi_schema = complete(doc, ops, {"ApprovalInput": ApprovalInput})
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

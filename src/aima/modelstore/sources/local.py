@@ -12,19 +12,30 @@ import os
 import shutil
 from pathlib import Path
 
-from aima.errors import InvalidInput, NotFound
+from aima.errors import Conflict, NotFound
 from aima.modelstore.paths import check_relpath, name_from
 from aima.modelstore.sources import FetchContext, Fetched, FileCheck, Options, Plan, tree_bytes
 
 
 def plan(ref: str, options: Options) -> Plan:
-    src = Path(os.path.expanduser(ref))
+    try:
+        return _plan(ref, options)
+    except OSError as e:  # it exists, but this daemon may not read it
+        raise Conflict(f"cannot read {ref}: {e.strerror or e}; import something the daemon's user may read",
+                       field="path") from None
+
+
+def _plan(ref: str, options: Options) -> Plan:
+    try:
+        src = Path(os.path.expanduser(ref))
+    except RuntimeError:  # ~user of no such user
+        raise NotFound(f"{ref!r}: no such user's home folder on this machine", field="path") from None
     if not src.is_absolute():
         src = Path.cwd() / src
     if not src.exists():
         raise NotFound(f"{src} does not exist; give an existing file or folder to import", field="path")
     if not (src.is_file() or src.is_dir()):
-        raise InvalidInput(f"{src} is neither a regular file nor a folder", field="path")
+        raise Conflict(f"{src} is neither a regular file nor a folder", field="path")
     mode = options.import_mode
     links = mode == "symlink"
     size = 0 if mode != "copy" else (src.stat().st_size if src.is_file() else tree_bytes(src))
@@ -48,7 +59,7 @@ def _place(src: Path, dst: Path, mode: str) -> None:
             os.link(src, dst)
         except OSError as e:
             if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                raise InvalidInput(f"cannot hardlink {src} into the model store ({e.strerror}); the store is on "
+                raise Conflict(f"cannot hardlink {src} into the model store ({e.strerror}); the store is on "
                                    f"another filesystem: import with --mode copy or --mode symlink",
                                    field="mode") from None
             raise
@@ -81,5 +92,5 @@ def fetch(p: Plan, ctx: FetchContext) -> Fetched:
             done += f.stat().st_size
             ctx.progress(done, total)
     if not files:
-        raise InvalidInput(f"{src} holds no files to import", field="path")
+        raise NotFound(f"{src} holds no files to import", field="path")
     return Fetched(primary=None, files=files)
