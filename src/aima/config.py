@@ -60,8 +60,9 @@ class Settings(BaseSettings):
     # it stays ready until probes have timed out for this long (refused or failing probes: 3 misses).
     busy_grace_s: float = 60.0
     stop_grace_s: float = 10.0
-    log_max_bytes: int = 10 * 1024 * 1024
-    log_backups: int = 3
+    # Engine logs rotate past AIMA_LOG_MAX_BYTES, keeping AIMA_LOG_KEEP older files (.1 newest).
+    log_max_bytes: int = Field(10 * 1024 * 1024, ge=4096)
+    log_keep: int = Field(3, ge=0, le=100)
     restart_max: int = 5
     restart_backoff_s: float = 1.0
     restart_backoff_max_s: float = 60.0

@@ -3,11 +3,14 @@ writing to the same file), tails, and fatal-pattern scanning."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 from collections import deque
 from pathlib import Path
+
+log = logging.getLogger("aima.logs")
 
 
 def log_path(logs_dir: Path, service_id: str, replica: int) -> Path:
@@ -15,20 +18,37 @@ def log_path(logs_dir: Path, service_id: str, replica: int) -> Path:
 
 
 def rotate_if_needed(path: Path, max_bytes: int, backups: int) -> bool:
+    """Past ``max_bytes``: keep the log as ``.1`` (older ones move up, at most ``backups``) and start it again
+    empty. A copy that fails (the disk is full) is dropped and the log is emptied all the same: the newest
+    lines of a full disk's log are lost rather than the disk staying full."""
     try:
         if path.stat().st_size <= max_bytes:
             return False
     except FileNotFoundError:
         return False
+    path.with_name(f"{path.name}.{backups + 1}").unlink(missing_ok=True)  # a keep lowered since
     for i in range(backups - 1, 0, -1):
         src = path.with_name(f"{path.name}.{i}")
         if src.exists():
             os.replace(src, path.with_name(f"{path.name}.{i + 1}"))
     if backups > 0:
-        shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+        first = path.with_name(f"{path.name}.1")
+        try:
+            shutil.copyfile(path, first)
+        except OSError as e:
+            first.unlink(missing_ok=True)
+            log.warning("could not keep a copy of %s (%s); emptying it anyway", path.name, e.strerror or e)
     with open(path, "r+b") as f:  # the engine writes with O_APPEND, so it continues at the new end
         f.truncate(0)
     return True
+
+
+def rotate_all(paths: list[Path], max_bytes: int, backups: int) -> None:
+    for p in paths:
+        try:
+            rotate_if_needed(p, max_bytes, backups)
+        except OSError as e:  # one log's trouble never stops the others' rotation
+            log.warning("could not rotate %s: %s", p, e.strerror or e)
 
 
 def tail(path: Path, n: int) -> list[str]:

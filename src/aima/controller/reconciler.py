@@ -326,7 +326,5 @@ class Reconciler:
             await asyncio.gather(*checks, return_exceptions=True)
         self.demand.unload_idle()
         if self._ticks % 10 == 0:
-            for inst in rows:
-                if inst.log_path:
-                    logfiles.rotate_if_needed(Path(inst.log_path), self.settings.log_max_bytes,
-                                              self.settings.log_backups)
+            paths = [Path(i.log_path) for i in rows if i.log_path]
+            await asyncio.to_thread(logfiles.rotate_all, paths, self.settings.log_max_bytes, self.settings.log_keep)

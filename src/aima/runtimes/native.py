@@ -8,6 +8,7 @@ and is identified by pid + start time + command line, so a recycled pid is never
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -33,6 +34,7 @@ from aima.runtimes.base import (
 from aima.runtimes.local import local_ports, port_is_free, process_on_port, wait_port_free
 
 _START_TIME_TOLERANCE = 0.05
+logger = logging.getLogger("aima.runtimes.native")
 HERE = "127.0.0.1"
 
 
@@ -107,13 +109,13 @@ class NativeRuntime:
         log = open(spec.log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
         try:
             header = f"--- aima: starting {spec.instance_id} at {time.strftime('%Y-%m-%d %H:%M:%S')}: "
-            log.write((header + " ".join(spec.argv) + "\n").encode())
+            _note(log, header + " ".join(spec.argv))
             proc = subprocess.Popen(
                 spec.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=env, cwd=str(spec.cwd) if spec.cwd else None, start_new_session=True, close_fds=True,
             )
         except (OSError, ValueError) as e:
-            log.write(f"--- aima: could not start {spec.argv[0]!r}: {e}\n".encode())
+            _note(log, f"--- aima: could not start {spec.argv[0]!r}: {e}")
             raise EngineError(f"could not start {spec.argv[0]!r}: {e}") from None
         finally:
             log.close()
@@ -228,6 +230,14 @@ class NativeRuntime:
 
     def port_holder(self, port: int) -> str | None:
         return process_on_port(port)
+
+
+def _note(log: Any, line: str) -> None:
+    """A line of aima's own in an engine's log; a full disk loses the line, never the start."""
+    try:
+        log.write((line + "\n").encode())
+    except OSError as e:
+        logger.warning("could not write to %s: %s", getattr(log, "name", "the log"), e.strerror or e)
 
 
 def _pid_namespace(pid: int) -> str | None:
