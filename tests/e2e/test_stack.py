@@ -316,6 +316,30 @@ def test_voice_in_one_answer_keeps_a_session_and_runs_on_the_command_line(stack:
     assert r.returncode != 0 and "missing.wav" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_voice_keeps_an_inference_keys_model_limits(stack: Stack) -> None:
+    import httpx
+
+    d = stack.daemon
+    admin = d.op("key.create", name="voice-admin")["key"]
+    auth = {"Authorization": f"Bearer {admin}"}
+    try:
+        r = d.http.post("/api/v1/ops/key.create", headers=auth,
+                        json={"name": "voice-chat-only", "scope": "inference", "models": [CHAT]})
+        assert r.status_code in (200, 201), r.text
+        chat_only = r.json()["key"]
+        with httpx.Client(base_url=d.url, timeout=300, trust_env=False) as c:
+            files = {"file": ("q.wav", b"RIFF0000WAVE", "audio/wav")}
+            r = c.post("/v1/voice", data=VOICE_MODELS, files=files, headers={"Authorization": f"Bearer {chat_only}"})
+            assert r.status_code == 403, r.text
+            err = r.json()["error"]
+            assert err["param"] == "transcription_model" and "whisper-tiny-en" in err["message"]
+            assert c.post("/v1/voice", data=VOICE_MODELS, files=files).status_code == 401  # keys are in use
+    finally:
+        for name in ("voice-chat-only", "voice-admin"):
+            d.http.post("/api/v1/ops/key.revoke", headers=auth, json={"key": name})
+    assert d.op("service.list")["services"]  # open again: no key is active
+
+
 # ---------------------------------------------------------------------------- errors
 def test_unknown_not_ready_and_wrong_type_models_are_refused(stack: Stack) -> None:
     d = stack.daemon

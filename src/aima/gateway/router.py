@@ -195,8 +195,7 @@ class Gateway:
         if path == "/v1/voice":  # several models in one request: the voice pipeline, not a relay
             from aima.gateway import voice
 
-            assert self.ctx is not None
-            await voice.serve(self.ctx, ex, body)
+            await voice.serve(self, ex, body)
             return
         try:
             parsed = bodies.parse(ex.header(b"content-type") or b"", body)

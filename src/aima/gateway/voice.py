@@ -23,7 +23,7 @@ from aima.errors import AimaError
 
 if TYPE_CHECKING:
     from aima.gateway.exchange import Exchange
-    from aima.ops.context import Context
+    from aima.gateway.router import Gateway
 
 FIELDS = ("model", "transcription_model", "speech_model", "voice", "system", "session", "language", "max_tokens",
           "temperature", "stream")
@@ -117,13 +117,50 @@ def error_body(e: AimaError) -> bytes:
                                  else "server_error", "code": e.code, "param": e.field}}).encode()
 
 
-async def serve(ctx: Context, ex: Exchange, body: bytes) -> None:
+def _refusal(gw: Gateway, ex: Exchange, req: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+    """The API key's limits, as for every /v1 request: an inference key limited to some models may use only those
+    (each of the three stages' models is checked), and its requests per minute are counted once per turn."""
+    from aima.gateway.router import _allowed, _limits
+    from aima.ops import voice
+
+    assert gw.ctx is not None and gw.acquirer is not None
+    for kind, attr in (("asr", "transcription_model"), ("llm", "model"), ("tts", "speech_model")):
+        setattr(req, attr, voice.choose(gw.ctx, kind, getattr(req, attr)))  # the same choice the turn makes
+    key = getattr(ex, "key", None)
+    if key is None:
+        return None
+    if key.models is not None:
+        for kind, attr in (("asr", "transcription_model"), ("llm", "model"), ("tts", "speech_model")):
+            name = getattr(req, attr)
+            if not _allowed(key.models, name, gw.acquirer.candidates(name, kind)):
+                body = json.dumps({"error": {"message": f"API key {key.id} may use only "
+                                                        f"{', '.join(sorted(key.models))}, not {name!r} ({attr})",
+                                             "type": "permission_error", "code": "model_not_allowed",
+                                             "param": attr}}).encode()
+                return 403, body, []
+    if key.rpm is not None or key.tpm is not None:
+        wait = gw.usage.admit(key.id, key.rpm, key.tpm)
+        if wait is not None:
+            body = json.dumps({"error": {"message": f"API key {key.id} is over its limit ({_limits(key)}); retry "
+                                                    f"in {wait:.0f}s", "type": "rate_limit_error",
+                                         "code": "rate_limit_exceeded", "param": None}}).encode()
+            return 429, body, [(b"retry-after", str(int(wait + 0.999)).encode())]
+    return None
+
+
+async def serve(gw: Gateway, ex: Exchange, body: bytes) -> None:
     """Answer one /v1/voice request (never raises for bad input or engine errors)."""
     from aima.ops import voice
 
+    ctx = gw.ctx
+    assert ctx is not None
     try:
         req, stream = voice_request(ex.header(b"content-type") or b"", body)
         voice.check(req)
+        refused = _refusal(gw, ex, req)
+        if refused is not None:
+            ex.whole(refused[0], [JSON_CT, *refused[2]], refused[1])
+            return
     except FormError as e:
         err = AimaError(e.message, field=e.param)
         err.status, err.code = 400, "invalid_request"
