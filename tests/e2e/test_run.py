@@ -49,7 +49,7 @@ def test_catalog_create_refuses_foreign_config_keys_and_missing_models(daemon: D
 
     with pytest.raises(ApiError) as e:
         daemon.op("service.create", model="echo-model", config={"gpu_memory_utilization": "0.9"})
-    assert e.value.status == 422 and "ready_after" in e.value.body["error"]["message"]
+    assert e.value.status == 404 and "ready_after" in e.value.body["error"]["message"]  # names no key of the engine
     with pytest.raises(ApiError) as e:
         daemon.op("service.create", model="echo-model", engine="echo-engine", command="x {port}")
     assert e.value.status == 422 and e.value.body["error"]["param"] == "command"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aima.catalog.schema import Image
-from aima.errors import InvalidInput, Unavailable
+from aima.errors import Conflict, InvalidInput, Unavailable
 from aima.runtimes.base import LaunchSpec, Options, ServicePlan, Verdict, describe_exit
 from aima.runtimes.choice import choose
 from aima.runtimes.container import (
@@ -226,7 +226,7 @@ def test_runtime_choice_follows_preference_and_availability_and_says_why() -> No
                                                                       "process"}))
     assert rt == "native" and "without --image" in why
     # options of a runtime that was not chosen are refused, naming the runtime to ask for
-    with pytest.raises(InvalidInput, match="--cpus applies to containers, but this service runs natively"):
+    with pytest.raises(Conflict, match="--cpus applies to containers, but this service runs natively"):
         choose("native", _plan(given={"cpus": 1.0}), _runtimes())
-    with pytest.raises(InvalidInput, match="--image, --memory-limit apply to containers.*add --runtime docker"):
+    with pytest.raises(Conflict, match="--image, --memory-limit apply to containers.*add --runtime docker"):
         choose("native", _plan(given={"images": ["x:1"], "memory_limit": "1GiB"}), _runtimes())

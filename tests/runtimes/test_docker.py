@@ -385,7 +385,7 @@ def test_catalog_engine_prefers_docker_model_mounted_read_only_and_cli_runtime_c
     assert json.loads(r.stdout)["runtime"] == "native"
     # container-only options on a native service are refused with the reason
     r = dd.cli("service", "create", "box-model", "--name", "x", "--runtime", "native", "--cpus", "1")
-    assert r.returncode == 2 and "--cpus applies to containers" in r.stderr, r.stderr
+    assert r.returncode == 5 and "--cpus applies to containers" in r.stderr, r.stderr
     # `aima run --runtime docker` honours --runtime: a new docker service of the catalog's images (here
     # without the test's Python volumes, so its engine cannot run: it fails, saying why)
     r = dd.cli("run", "box-model", "--name", "ran", "--runtime", "docker", "--detach", "--timeout", "10")

@@ -35,7 +35,8 @@ def test_schemathesis_finds_nothing(aima_home: Path) -> None:
         d.start()
         try:
             key = json.loads(d.cli("key", "create", "--name", "fuzz", "-o", "json").stdout)["key"]
-            r = subprocess.run([str(SCHEMATHESIS), "run", f"{d.url}/openapi.json", "-H", f"Authorization: Bearer {key}",
+            r = subprocess.run([str(SCHEMATHESIS), "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+                                "run", f"{d.url}/openapi.json", "-H", f"Authorization: Bearer {key}",
                                 "--checks", "all", "--max-examples", "8", "--seed", "4242", "--no-color",
                                 "--request-timeout", "5"],  # (the live event stream ends there)
                                capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"})

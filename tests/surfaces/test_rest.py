@@ -4,6 +4,7 @@ one error shape (never a 500, never a half-written record), plus 404/409, OpenAP
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -344,12 +345,19 @@ def test_openapi_lists_every_operation_with_resolvable_schemas(shared: Daemon,
         assert entry["operationId"] == op["name"]
         if op["method"] != "GET":
             schema = entry["requestBody"]["content"]["application/json"]["schema"]
-            target = _resolve_pointer(doc, schema["$ref"])
-            assert set(target["properties"]) == set(op["input_schema"].get("properties", {})), op["name"]
-        out = entry["responses"]["200"]["content"]["application/json"]["schema"]
+            target = _resolve_pointer(doc, schema["$ref"]) if "$ref" in schema else schema
+            in_path = set(re.findall(r"\{(\w+)\}", op["path"]))  # those the path carries are not in the body
+            assert set(target["properties"]) == set(op["input_schema"].get("properties", {})) - in_path, op["name"]
+        answers = (entry["responses"].get("200") or entry["responses"]["201"])["content"]  # 201: a create
+        if "application/json" not in answers:  # an event stream (agent.ask)
+            assert "text/event-stream" in answers, op["name"]
+            continue
+        out = answers["application/json"]["schema"]
         assert "properties" in _resolve_pointer(doc, out["$ref"])
-    for extra in ("/api/v1/ops", "/api/v1/ops/{name}", "/api/v1/events", "/health"):
+    for extra in ("/api/v1/ops", "/api/v1/events", "/health"):
         assert extra in paths, extra
+    for op in operations:  # each operation by name too, with its own body
+        assert f"/api/v1/ops/{op['name']}" in paths, op["name"]
     refs = list(_refs(doc))
     assert len(refs) >= len(operations)
     for ref in refs:

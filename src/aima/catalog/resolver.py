@@ -47,7 +47,7 @@ from aima.catalog.schema import (
     coerce_value,
     render_value,
 )
-from aima.errors import Conflict, InsufficientMemory, InvalidInput, NotFound
+from aima.errors import Conflict, InsufficientMemory, NotFound
 
 if TYPE_CHECKING:
     from aima.catalog.loader import Catalog
@@ -515,8 +515,8 @@ def resolve(catalog: Catalog, facts: HardwareFacts, model_ref: str, engine: str 
 
         home = get_settings().home
     if engine == "custom":
-        raise InvalidInput("engine 'custom' runs a command you give (`aima service create --command ...`); "
-                           "it has nothing to resolve", field="engine")
+        raise NotFound("engine 'custom' is not in the catalog: it runs a command you give (`aima service create "
+                       "--command ...`) and has nothing to resolve", field="engine")
     if engine is not None and catalog.engine(engine) is None:
         raise NotFound(f"engine {engine!r} is not in the catalog; engines: {', '.join(sorted(catalog.engines))}",
                        field="engine")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# What ``parse_bytes`` takes, as a JSON Schema pattern clients can read: a byte count from 1 to 18 digits, up to
+# 999999 of K/M/G/T (B, iB), or a fraction of at least 0.001 M/G/T, so every size it allows is in range.
+SIZE_PATTERN = (r"^(0*[1-9][0-9]{0,17}(\.[0-9]+)?\s*[bB]?|0*[1-9][0-9]{0,5}(\.[0-9]+)?\s*[kKmMgGtT]([iI]?[bB])?"
+                r"|0*\.[0-9]{0,2}[1-9][0-9]*\s*[mMgGtT]([iI]?[bB])?)$")
+
 
 def parse_bytes(text: str) -> int:
     """``2GiB``, ``512MB`` or a plain number of bytes; ``ValueError`` saying what is wrong."""

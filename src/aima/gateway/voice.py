@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 FIELDS = ("model", "transcription_model", "speech_model", "voice", "system", "session", "language", "max_tokens",
           "temperature", "stream")
+MAX_TOKENS = 8192  # as ops/voice.py takes
 JSON_CT = (b"content-type", b"application/json")
 
 
@@ -101,6 +102,10 @@ def voice_request(content_type: bytes, body: bytes) -> tuple[Any, bool]:
             except ValueError:
                 raise FormError(f"{name} must be a {'whole ' if cast is int else ''}number, not {fields[name]!r}",
                                 name) from None
+    if not 1 <= kw.get("max_tokens", 1) <= MAX_TOKENS:
+        raise FormError(f"max_tokens must be from 1 to {MAX_TOKENS}", "max_tokens")
+    if not 0 <= kw.get("temperature", 0) <= 2:
+        raise FormError("temperature must be from 0 to 2", "temperature")
     stream = fields.get("stream", "false").strip().lower()
     if stream not in ("true", "false", "1", "0", ""):
         raise FormError(f"stream must be true or false, not {fields['stream']!r}", "stream")

@@ -748,7 +748,10 @@ class BenchSweepInput(_LoadFields):
     model: str = Field(min_length=1, max_length=200, pattern=PLAIN, description="a catalog model name or alias")
     config: dict[str, str] = Field(min_length=1, max_length=8,
                                    description="engine config key = comma-separated values to try, e.g. "
-                                               "n_threads=1,2 (every combination runs)")
+                                               "n_threads=1,2 (every combination runs)",
+                                   json_schema_extra={"propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"},
+                                                      "additionalProperties": {"type": "string", "maxLength": 512,
+                                                                               "pattern": r"[^\s,]"}})
     engine: str | None = Field(None, max_length=64, pattern=PLAIN,
                                description="catalog engine (default: the best for this hardware)")
     objective: str | None = Field(None, max_length=64, pattern=PLAIN,

@@ -11,7 +11,7 @@ from pydantic import Field
 from aima.catalog import loader
 from aima.catalog.resolver import Plan, Rejection
 from aima.catalog.resolver import resolve as resolve_plan
-from aima.errors import AimaError, InvalidInput, NotFound, Unavailable
+from aima.errors import AimaError, Conflict, NotFound, Unavailable
 from aima.ops.context import Context
 from aima.ops.models import Input, Output, cli
 from aima.ops.registry import Cli, operation
@@ -97,8 +97,8 @@ async def show(ctx: Context, inp: ShowInput) -> ShowOutput:
         raise NotFound(f"{inp.kind or 'asset'} {inp.name!r} is not in the catalog; `aima catalog list` shows "
                        f"{len(names)} of them", field="name")
     if len(hits) > 1:
-        raise InvalidInput(f"{inp.name!r} names a {' and a '.join(e.kind for e in hits)}; give --kind",
-                           field="kind")
+        raise Conflict(f"{inp.name!r} names a {' and a '.join(e.kind for e in hits)}; give --kind",
+                       field="kind")
     e = hits[0]
     return ShowOutput(kind=e.kind, name=e.name, overlay=e.overlay, files=e.files,
                       asset=e.asset.model_dump(mode="json"))

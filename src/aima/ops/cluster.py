@@ -120,7 +120,7 @@ async def describe_cluster(ctx: Context, detail: bool = True) -> ClusterOutput:
 
 @operation("cluster.status", mutating=False, method="GET", path="/cluster",
            cli=Cli("cluster", "status", table="nodes",
-                   columns=("address", "id", "alive", "resources", "hardware_summary", "services")))
+                   columns=("address", "alive", "services", "resources", "hardware_summary", "id")))
 async def status(ctx: Context, inp: Empty) -> ClusterOutput:
     """The nodes of the attached cluster: each node's id, address, whether it is alive (a lost node stays
     listed with when it was lost), its resources total and available, the hardware aima detects on it,

@@ -119,7 +119,9 @@ def _check_json(op: Operation, data: dict[str, Any]) -> None:
         from jsonschema import Draft202012Validator
 
         v = _VALIDATORS[op.name] = Draft202012Validator(op.input.model_json_schema())
-    err = next(iter(sorted(v.iter_errors(data), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))), None)
+    # A rule across fields (the schema's own if/then) is the model's validator's to say, in its own words.
+    errors = [e for e in v.iter_errors(data) if not {"then", "else"} & set(e.schema_path)]
+    err = next(iter(sorted(errors, key=lambda e: (len(e.absolute_path), str(e.absolute_path)))), None)
     if err is None:
         return
     where = ".".join(str(p) for p in err.absolute_path) or None

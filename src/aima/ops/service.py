@@ -8,14 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from aima import runtimes
 from aima.controller import logs as logfiles
 from aima.controller.launch import render_command
 from aima.domain.names import NAME_PATTERN, name_from_model, new_service_id, valid_name
 from aima.domain.states import RestartPolicy
-from aima.domain.units import parse_bytes
+from aima.domain.units import SIZE_PATTERN, parse_bytes
 from aima.errors import Conflict, InvalidInput, NotFound
 from aima.ops.context import Context
 from aima.ops.models import PLAIN, Input, Output, cli
@@ -124,6 +124,16 @@ def load_view(ctx: Context, service_id: str) -> ServiceView:
 
 # ---------------------------------------------------------------------------- create
 class _CreateFields(Input):
+    # the custom engine's rules (_custom_definition), said in JSON Schema too
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        {"if": {"required": ["engine"], "properties": {"engine": {"const": "custom"}}},
+         "then": {"required": ["command"], "properties": {"command": {"type": "string", "minLength": 1}}}},
+        {"if": {"required": ["command"], "properties": {"command": {"type": "string"}}},
+         "then": {"properties": {"engine": {"enum": [None, "custom"]}, "config": {"maxProperties": 0},
+                                 "command": {"minLength": 1}},
+                  "anyOf": [{"properties": {"command": {"pattern": r"\{port\}"}}},
+                            {"required": ["port"], "properties": {"port": {"type": "integer"}}}]}}]})
+
     model: str = Field(min_length=1, max_length=200, pattern=PLAIN,
                        description="catalog model (or alias); with --command, the name that engine serves")
     name: str | None = Field(None, description="service name (default: the model name)",
@@ -134,7 +144,8 @@ class _CreateFields(Input):
         "auto", description="where instances run: " + ", ".join(runtimes.names()) + ", or auto (the engine's "
                             "preference and what is available; the choice and its reason are recorded)")
     command: str | None = Field(None, description="custom engine command line with {port} (and {host}, {model})")
-    health: str | None = Field(None, description="health path answering 200 when ready (default /health)")
+    health: str | None = Field(None, max_length=2048, pattern=r"^/",
+                               description="health path answering 200 when ready (default /health)")
     port: int | None = Field(None, ge=1, le=65535, description="explicit port (fails fast if taken)")
     config: dict[str, str] = Field(default_factory=dict, description="engine config keys, k=v")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment, K=V")
@@ -147,7 +158,7 @@ class _CreateFields(Input):
                                                  "the next request starts it again (load on demand)",
                                      json_schema_extra=cli("idle-ttl"))
     pinned: bool = Field(False, description="never unload it: neither when idle nor to make room for another")
-    memory: str | None = Field(None, max_length=32,
+    memory: str | None = Field(None, max_length=32, pattern=SIZE_PATTERN,
                                description="memory it needs per device, e.g. 2GiB (default: the catalog's "
                                            "estimate; unknown for --command)")
     device: str | None = Field(None, pattern=r"^(cpu|gpu[0-9]{1,3})$",
@@ -390,8 +401,8 @@ async def logs(ctx: Context, inp: LogsInput) -> LogsOutput:
     """The engine's log lines (stdout and stderr) for one replica of a service."""
     svc = find_service(ctx, inp.service)
     if inp.replica >= svc.replicas:
-        raise InvalidInput(f"service {svc.name} has {svc.replicas} replica(s); replica {inp.replica} "
-                           f"does not exist", field="replica")
+        raise NotFound(f"service {svc.name} has {svc.replicas} replica(s); replica {inp.replica} "
+                       f"does not exist", field="replica")
     path = logfiles.log_path(ctx.settings.logs_dir, svc.id, inp.replica)
     if inp.offset is not None:
         lines, offset = logfiles.read_from(path, inp.offset)

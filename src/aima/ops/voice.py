@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aima.errors import EngineError, InvalidInput
+from aima.errors import EngineError, InvalidInput, NotFound
 from aima.ops.context import Context
 from aima.ops.inference import _engine_message, _json, _mime, _raise_for, engine, wav_facts
 
@@ -118,7 +118,7 @@ def choose(ctx: Context, kind: str, given: str | None) -> str:
         return given
     routes = [r for r in ctx.routes.services() if r.kind == kind]
     if not routes:
-        raise InvalidInput(f"no {KIND_WORDS[kind]} service runs here; start one (`aima up`) or name a model in "
+        raise NotFound(f"no {KIND_WORDS[kind]} service runs here; start one (`aima up`) or name a model in "
                            f"{KIND_FIELDS[kind]}", field=KIND_FIELDS[kind])
     from aima.ops.stack import LANG_STACKS
 

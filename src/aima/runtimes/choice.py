@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aima.errors import InvalidInput, Unavailable
+from aima.errors import Conflict, InvalidInput, Unavailable
 from aima.runtimes.base import Runtime, ServicePlan, Verdict
 
 
@@ -62,8 +62,9 @@ def _refuse_foreign_options(name: str, reason: str, plan: ServicePlan, runtimes:
         given = [_flag(rt, f) for f in rt.Options.model_fields if plan.given.get(f) not in (None, [], {}, "")]
         if given:
             verb = "apply" if len(given) > 1 else "applies"
-            raise InvalidInput(f"{', '.join(given)} {verb} to {rt.applies_to}, but this service runs "
-                               f"{runtimes[name].describe} ({reason}); add --runtime {other}", field="runtime")
+            # at odds with the runtime this service gets here (auto takes what is available), hence 409
+            raise Conflict(f"{', '.join(given)} {verb} to {rt.applies_to}, but this service runs "
+                           f"{runtimes[name].describe} ({reason}); add --runtime {other}", field="runtime")
 
 
 def _flag(rt: Runtime, field: str) -> str:

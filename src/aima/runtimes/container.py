@@ -17,14 +17,16 @@ import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from aima.catalog.schema import Image
-from aima.domain.units import parse_bytes
+from aima.domain.units import SIZE_PATTERN, parse_bytes
 from aima.errors import InvalidInput
 from aima.runtimes.base import LaunchSpec, Options
+
+VOLUME_PATTERN = r"^/[^:]*:/[^:]*(:(ro|rw))?$"  # what parse_volume takes, as clients read it
 
 LABEL_HOME = "aima.home"
 LABEL_SERVICE = "aima.service"
@@ -72,16 +74,18 @@ class DockerOptions(Options):
     images: list[str] = Field(default_factory=list, max_length=16,
                               description="container image candidates name:tag, in priority order (docker; "
                                           "replaces the catalog's)", json_schema_extra={"x-cli-name": "image"})
-    volumes: list[str] = Field(default_factory=list, max_length=32,
-                               description="extra container mount SRC:DST[:ro|rw] (docker)",
-                               json_schema_extra={"x-cli-name": "volume"})
+    volumes: list[Annotated[str, StringConstraints(pattern=VOLUME_PATTERN, max_length=4096)]] = Field(
+        default_factory=list, max_length=32, description="extra container mount SRC:DST[:ro|rw] (docker)",
+        json_schema_extra={"x-cli-name": "volume"})
     network: Network | None = Field(
         None, description="container network (docker; default: bridge with the port published on 127.0.0.1 "
                           "when the engine takes {host}, else host)")
     cpus: float | None = Field(None, gt=0, le=4096, description="container CPU limit (docker)")
-    memory_limit: str | None = Field(None, max_length=32, description="container memory limit, e.g. 8GiB (docker)",
+    memory_limit: str | None = Field(None, max_length=32, pattern=SIZE_PATTERN,
+                                     description="container memory limit, e.g. 8GiB (docker)",
                                      json_schema_extra={"x-cli-name": "memory-limit"})
-    shm_size: str | None = Field(None, max_length=32, description="container shared memory, e.g. 2GiB (docker)",
+    shm_size: str | None = Field(None, max_length=32, pattern=SIZE_PATTERN,
+                                 description="container shared memory, e.g. 2GiB (docker)",
                                  json_schema_extra={"x-cli-name": "shm-size"})
 
     @field_validator("memory_limit", "shm_size")

@@ -8,6 +8,7 @@ and is identified by pid + start time + command line, so a recycled pid is never
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ from typing import Any, ClassVar
 import psutil
 
 from aima.config import Settings
-from aima.errors import EngineError
+from aima.errors import Conflict, EngineError
 from aima.runtimes.base import (
     Definition,
     Handle,
@@ -116,6 +117,10 @@ class NativeRuntime:
             )
         except (OSError, ValueError) as e:
             _note(log, f"--- aima: could not start {spec.argv[0]!r}: {e}")
+            if isinstance(e, (FileNotFoundError, PermissionError)) or getattr(e, "errno", None) == errno.ENOEXEC:
+                # the service's command names no program this machine can run: its definition, not the engine
+                raise Conflict(f"could not start {spec.argv[0]!r}: {e.strerror or e}; fix the service's command "
+                               f"(or install the program) and start it again", field="command") from None
             raise EngineError(f"could not start {spec.argv[0]!r}: {e}") from None
         finally:
             log.close()

@@ -42,6 +42,15 @@ OPENAI_JSON_BODY = {"type": "object", "required": ["model"],
 OPENAI_UPLOAD = {"type": "object", "required": ["file", "model"], "properties": {
     "file": {"type": "string", "format": "binary"}, "model": {"type": "string", "minLength": 1}}}
 
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"}
+VOICE_UPLOAD = {"type": "object", "required": ["file"], "additionalProperties": False, "properties": {
+    "file": {"type": "string", "format": "binary", "description": "the question's audio"},
+    "model": _NAME, "transcription_model": _NAME, "speech_model": _NAME, "voice": _NAME,
+    "system": {"type": "string", "maxLength": 20000}, "session": _NAME,
+    "language": {"type": "string", "maxLength": 16, "pattern": r"\S"},
+    "max_tokens": {"type": "integer", "minimum": 1, "maximum": 8192},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2}, "stream": {"type": "boolean"}}}
+
 
 def _errors() -> dict[str, Any]:
     return {code: {"description": why, "content": {"application/json": {"schema": {"$ref": REF.format(
@@ -181,6 +190,10 @@ def _extra_routes(paths: dict[str, Any], ops: dict[str, Operation]) -> None:
         "/v1/audio/translations": {"requestBody": upload, "responses": {"200": {
             "description": "the text", "content": {"application/json": {"schema": ANY_OBJECT},
                                                    "text/plain": {"schema": {"type": "string"}}}}}},
+        "/v1/voice": {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": VOICE_UPLOAD}}},
+                      "responses": {"200": {"description": "both texts, the reply's speech and each stage's time; "
+                                                           "with stream=true, events as they come", "content": {
+                          "application/json": {"schema": ANY_OBJECT}, "text/event-stream": {"schema": SSE_EVENT}}}}},
         "/v1/audio/voices": {"parameters": [{"name": "model", "in": "query", "required": False,
                                              "schema": {"type": "string"}}], "responses": {"200": json_ok}},
     }.items():

@@ -36,6 +36,8 @@ def _plan(ref: str, options: Options) -> Plan:
         raise NotFound(f"{src} does not exist; give an existing file or folder to import", field="path")
     if not (src.is_file() or src.is_dir()):
         raise Conflict(f"{src} is neither a regular file nor a folder", field="path")
+    if src.is_dir() and src.resolve() == Path(src.resolve().anchor):
+        raise Conflict(f"{ref} is the whole filesystem, not a model; give a model's file or folder", field="path")
     mode = options.import_mode
     links = mode == "symlink"
     size = 0 if mode != "copy" else (src.stat().st_size if src.is_file() else tree_bytes(src))
@@ -68,6 +70,14 @@ def _place(src: Path, dst: Path, mode: str) -> None:
 
 
 def fetch(p: Plan, ctx: FetchContext) -> Fetched:
+    try:
+        return _fetch(p, ctx)
+    except PermissionError as e:  # a file or folder inside that this daemon may not read
+        raise Conflict(f"cannot read {e.filename or p.ref}: {e.strerror or e}; import something the daemon's user "
+                       f"may read", field="path") from None
+
+
+def _fetch(p: Plan, ctx: FetchContext) -> Fetched:
     src = Path(p.data["src"])
     mode = p.data["mode"]
     ctx.staging.mkdir(parents=True, exist_ok=True)

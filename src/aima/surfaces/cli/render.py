@@ -155,11 +155,14 @@ NAMES = {"name", "id", "model", "service", "key", "kind", "file"}
 FREE = {"message", "detail", "description", "reason", "summary", "source", "path", "command", "text", "error"}
 FREE_MIN = 24  # a free-text column narrower than this is left out rather than wrapped to shreds
 PRIORITY = ("name", "state", "ready", "model", "kind", "type", "outcome", "fits", "endpoint", "engine", "format",
-            "size_bytes", "active", "scope", "present", "restarts", "message", "detail", "reason", "id")
+            "size_bytes", "active", "scope", "present", "restarts", "message", "detail", "reason")
 
 
 def _priority(col: str, position: int) -> tuple[int, int]:
-    """Lower is kept longer; columns the list does not name rank after those it names, in their order."""
+    """Lower is kept longer; columns the list does not name rank after those it names, in their order, and an
+    ``id`` (long, and in ``-o json``) goes first."""
+    if col == "id":
+        return (len(PRIORITY) + 1, position)
     return (PRIORITY.index(col), position) if col in PRIORITY else (len(PRIORITY), position)
 
 
