@@ -387,8 +387,9 @@ def test_model_path_given_and_conversion(cat: Catalog, tmp_path: Path) -> None:
 
 
 def test_custom_engine_is_not_resolvable(cat: Catalog) -> None:
-    with pytest.raises(InvalidInput, match="engine 'custom' runs a command you give"):
+    with pytest.raises(NotFound, match="engine 'custom' is not in the catalog: it runs a command you give") as e:
         plan(cat, "cpu-laptop", "smollm2-135m", engine="custom")
+    assert e.value.field == "engine"
 
 
 # ---------------------------------------------------------------------------- GLM-4.7-Flash

@@ -39,7 +39,9 @@ def build() -> dict[str, Any]:
     from aima.ops.registry import load_all
 
     commands = []
-    for op in load_all().values():
+    # by name: the registry's order is the order its modules happened to be imported in, which differs
+    # between a fresh process and one (a test session) that imported some operations first
+    for op in sorted(load_all().values(), key=lambda o: o.name):
         if op.cli is None:
             continue
         schema = op.input.model_json_schema()
