@@ -303,6 +303,66 @@ def test_a_model_is_pulled_on_the_node_where_it_runs(aima_home: Path, ray_cluste
         mirror.close()
 
 
+def test_auto_runs_a_model_too_big_for_this_machine_on_a_node_that_pulls_it(aima_home: Path,
+                                                                              ray_cluster: RayCluster) -> None:
+    """The daemon runs in a 1 GiB memory cgroup, so a model that needs 4 GiB does not fit its machine; the
+    nodes (the same host, outside that cgroup) report their whole memory. `--runtime auto` (the default)
+    resolves the model against the nodes, chooses ray saying why, and the node pulls the weights the
+    daemon's machine never had."""
+    from tests.support.cgroup import memory_cgroup
+    from tests.support.echo_catalog import ENGINE
+    from tests.support.modelstore import HfMirror, write_gguf
+
+    weights = write_gguf(aima_home.parent / "src" / "big.gguf")
+    mirror = HfMirror()
+    mirror.add("aima-test/echo-big", {"big.gguf": weights.read_bytes()})
+    (aima_home / "catalog" / "engines").mkdir(parents=True)
+    (aima_home / "catalog" / "models").mkdir(parents=True)
+    (aima_home / "catalog" / "engines" / "echo-engine.yaml").write_text(ENGINE)
+    (aima_home / "catalog" / "models" / "echo-big.yaml").write_text(
+        "name: echo-big\ntype: llm\nfamily: echo\ndescription: an echo model said to need 4 GiB (tests)\n"
+        "sources:\n  - {id: hub, type: huggingface, repo: aima-test/echo-big, file: big.gguf, format: gguf}\n"
+        "variants:\n  - name: cpu\n    engine: echo-engine\n    device: cpu\n    format: gguf\n    source: hub\n"
+        "    memory: {required_bytes: 4GiB}\n")
+    kit = RayKit(ray_cluster)
+    with memory_cgroup(1 << 30) as join:
+        d = Daemon(aima_home, {**kit.env, **BASE_ENV, "AIMA_HF_ENDPOINT": mirror.url})
+        d.preexec = join
+        d.start()
+        try:
+            hw = d.cli_json("hardware")
+            assert hw["effective"]["memory_total_bytes"] == 1 << 30, hw["effective"]
+            # Without the cluster it would be refused here; with it, the exact command of the issue:
+            made = d.cli("service", "create", "echo-big", "-o", "json")
+            assert made.returncode == 0, made.stderr
+            svc = json.loads(made.stdout)
+            assert svc["runtime"] == "ray", svc
+            why = svc["runtime_reason"]
+            assert why.startswith("auto: a Ray cluster is attached and it does not fit on this machine; it fits node "
+                                  "127.0.0."), why
+            assert not (aima_home / "models" / "echo-big").exists()  # nothing pulled on the daemon's machine
+            i = inst(ready(d, svc["name"]))
+            node_file = ray_cluster.node_homes[i["host"]] / "models" / "echo-big" / "big.gguf"
+            assert node_file.is_file() and node_file.read_bytes() == weights.read_bytes()
+            assert events(d, svc["id"], "model.pulled")
+            r = httpx.post(d.url + "/v1/chat/completions", trust_env=False, timeout=10,
+                           json={"model": "echo-big", "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"], r.text
+            # --runtime native stays refused, naming the memory (409, exit 5)
+            native = d.cli("service", "create", "echo-big", "--name", "here", "--runtime", "native")
+            assert native.returncode == 5 and "does not fit" in native.stderr, native.stderr
+            assert "Traceback" not in native.stderr
+            # and a model no node has room for is refused naming each node
+            (aima_home / "catalog" / "models" / "echo-huge.yaml").write_text(
+                (aima_home / "catalog" / "models" / "echo-big.yaml").read_text()
+                .replace("echo-big", "echo-huge").replace("4GiB", "4096GiB"))
+            huge = d.cli("service", "create", "echo-huge")
+            assert huge.returncode == 5 and "nor on any node of the cluster (node 127.0.0." in huge.stderr, huge.stderr
+        finally:
+            d.cleanup()
+            mirror.close()
+
+
 # ---------------------------------------------------------------------------- daemon restarts
 def test_daemon_kill9_readopts_by_name_without_duplicates_and_removes_foreign_actors(
         rd: Daemon, ray_cluster: RayCluster) -> None:

@@ -132,6 +132,26 @@ def test_auto_chooses_ray_when_a_cluster_is_attached_and_the_plan_does_not_fit_h
     alone = RayRuntime(Settings(home=tmp_path))
     assert alone.claims(plan) is None and not alone.available()
     assert "aima start --ray" in alone.consider(plan).why
+    # resolved against a node: the reason names it; no cluster: nowhere else to go
+    plan.fits_on = "127.0.0.3"
+    assert attached.claims(plan) == ("a Ray cluster is attached and it does not fit on this machine; it fits node "
+                                     "127.0.0.3")
+    assert alone.elsewhere() == []
+
+
+def test_a_model_missing_here_is_pulled_by_the_node_from_the_catalog_source(tmp_path: Path) -> None:
+    rt = RayRuntime(Settings(home=tmp_path, ray_address="127.0.0.2:6379"))
+    path = str(tmp_path / "models" / "big" / "big.gguf")
+    plan = ServicePlan(model="big", engine="llama-cpp", command="x", model_path=path, model_present=False,
+                       source_spec="hf:org/big/big.gguf", model_type="llm")
+    got = rt._model_info(plan)
+    assert got is not None and got["source"] == "hf:org/big/big.gguf" and got["name"] == "big"
+    assert got["folder"] == str(tmp_path / "models" / "big") and got["path"] == path and got["home"] == str(tmp_path)
+    # weights outside the store (a local source), or no source at all: nothing a node can fetch
+    assert rt._model_info(ServicePlan(model="big", engine="llama-cpp", command="x", model_path="/data/big.gguf",
+                                      model_present=False, source_spec="local:/data/big.gguf")) is None
+    assert rt._model_info(ServicePlan(model="big", engine="llama-cpp", command="x", model_path=path,
+                                      model_present=False)) is None
 
 
 def test_the_namespace_is_derived_from_aima_home(tmp_path: Path) -> None:

@@ -76,6 +76,7 @@ class Daemon:
                     "AIMA_URL": self.url, "PYTHONUNBUFFERED": "1"}
         self.env.pop("AIMA_API_KEY", None)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.preexec: Any = None  # run in the daemon's process before it starts (e.g. joining a cgroup)
         self.http = httpx.Client(base_url=self.url, timeout=120, trust_env=False)
 
     # -- process
@@ -84,7 +85,7 @@ class Daemon:
         log = open(self.home / "daemon-test.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen([PY, "-m", "aima.surfaces.daemon", "--port", str(self.port)],
                                      env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=self.preexec)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -183,10 +183,11 @@ def _stored_path(ctx: Context, plan: Plan) -> str | None:
     return str(rec.path)
 
 
-def plan_for(ctx: Context, inp: ResolveInput) -> Plan:
-    """Resolve a plan on this machine, using the model store's copy of the weights when it has one."""
+def plan_for(ctx: Context, inp: ResolveInput, facts: Any = None) -> Plan:
+    """Resolve a plan on this machine (or on the machine ``facts`` describe: a cluster's node), using the
+    model store's copy of the weights when it has one."""
     cat = loader.get_catalog(ctx.settings.home)
-    facts = detect_here(ctx)
+    facts = detect_here(ctx) if facts is None else facts
     plan = resolve_plan(cat, facts, inp.model, inp.engine, inp.config, inp.model_path, home=ctx.settings.home)
     if inp.model_path is None and not plan.model_path_exists:
         stored = _stored_path(ctx, plan)

@@ -192,6 +192,9 @@ async def create(ctx: Context, inp: CreateInput) -> ServiceView:
         await asyncio.to_thread(_catalog_definition, ctx, inp)
     plan.given = {f: getattr(inp, f) for f in runtimes.option_owner()}
     runtime, reason, definition = await asyncio.to_thread(ctx.runtimes.choose, inp.runtime, plan)
+    missing = d.pop("_missing", None)
+    if missing and not definition.fetches_model:
+        raise _not_here(plan.model, missing)
     d["runtime"], d["runtime_options"] = runtime, {"reason": reason, **definition.options}
     if definition.command is not None:
         d["command"] = definition.command
@@ -227,20 +230,29 @@ def _catalog_definition(ctx: Context, inp: CreateInput) -> tuple[dict[str, Any],
     the rendered command is stored, so the service runs the same way until it is re-created)."""
     from aima import catalog
     from aima.catalog import loader
+    from aima.errors import InsufficientMemory
     from aima.ops.catalog import ResolveInput, detect_here, plan_for
 
-    plan = plan_for(ctx, ResolveInput(model=inp.model, engine=inp.engine, config=dict(inp.config)))
+    resolve_inp = ResolveInput(model=inp.model, engine=inp.engine, config=dict(inp.config))
+    facts, fits_on = None, None
+    try:
+        plan = plan_for(ctx, resolve_inp)
+    except InsufficientMemory as here:
+        facts, fits_on, plan = _plan_elsewhere(ctx, inp, resolve_inp, here)
+    missing = None
     if not plan.model_path_exists:
         hint = f"pull it with `aima model pull {plan.model}`, or `aima run {plan.model}` pulls and starts it"
         if plan.convert is not None:
             hint = "; ".join(plan.notes) or f"it needs a conversion ({plan.convert.tool}) first"
-        raise NotFound(f"model {plan.model} ({plan.format}, variant {plan.variant}) is not on this machine: {hint}",
-                       field="model")
+        missing = f"({plan.format}, variant {plan.variant}) is not on this machine: {hint}"
+        # a runtime whose nodes pull the model themselves may still run it: decided once it is chosen
+        if plan.convert is not None or not (fits_on or ctx.runtimes.elsewhere(inp.runtime)):
+            raise _not_here(plan.model, missing)
     fit = plan.fit
     devices = [f"gpu{i}" for i in fit.gpu_indexes] if fit.device == "gpu" and fit.gpu_indexes else ["cpu"]
     gpu = None
     if fit.device in ("gpu", "unified") and plan.device == "gpu":
-        facts = detect_here(ctx)
+        facts = facts or detect_here(ctx)
         chosen = [g for g in facts.gpus if not fit.gpu_indexes or g.index in fit.gpu_indexes]
         if chosen:
             vendor = chosen[0].vendor.lower()
@@ -251,12 +263,44 @@ def _catalog_definition(ctx: Context, inp: CreateInput) -> tuple[dict[str, Any],
     d = {"model": plan.model, "engine": plan.engine, "command": plan.command,
          "env": {**plan.env, **inp.env}, "health": inp.health or plan.health_path,
          "health_timeout_s": inp.health_timeout_s or plan.health_timeout_s, "memory_bytes": memory,
-         "devices": devices, "engine_spec": catalog.engine(plan.engine, ctx.settings.home).to_dict()}
+         "devices": devices, "engine_spec": catalog.engine(plan.engine, ctx.settings.home).to_dict(),
+         "_missing": missing}
     return d, ServicePlan(
         model=plan.model, engine=plan.engine, command=plan.command, argv=list(plan.argv), prefer=plan.runtime,
         python_modules=list(eng.install.python_modules) if eng is not None else [],
         images=list(plan.images), engine_runtime=eng.runtime if eng is not None else None,
-        model_path=plan.model_path, gpu=gpu, memory_bytes=memory, devices=devices)
+        model_path=plan.model_path, gpu=gpu, memory_bytes=memory, devices=devices, fits_here=fits_on is None,
+        fits_on=fits_on, model_present=plan.model_path_exists, source_spec=plan.source_spec,
+        model_type=plan.model_type)
+
+
+def _not_here(model: str, why: str) -> NotFound:
+    return NotFound(f"model {model} {why}", field="model")
+
+
+def _plan_elsewhere(ctx: Context, inp: CreateInput, resolve_inp: Any, here: Exception) -> tuple[Any, str, Any]:
+    """A model that does not fit this machine, resolved against each machine a runtime ``--runtime`` allows
+    reaches (the nodes of an attached cluster): (that machine's facts, its name, the plan) for the first
+    where it fits; else the refusal for this machine, saying that no node has room either."""
+    from aima.errors import InsufficientMemory
+    from aima.hardware.facts import HardwareFacts
+    from aima.ops.catalog import plan_for
+
+    places = ctx.runtimes.elsewhere(inp.runtime)
+    if not places:
+        raise here
+    refused = []
+    for _, label, raw in places:
+        try:
+            facts = HardwareFacts.model_validate(raw)
+            return facts, label, plan_for(ctx, resolve_inp, facts)
+        except InsufficientMemory as e:
+            refused.append(f"node {label}: {e.message}")
+        except ValueError as e:  # a node's facts this version cannot read
+            refused.append(f"node {label}: its hardware facts cannot be read ({e})")
+    assert isinstance(here, InsufficientMemory)
+    raise InsufficientMemory(f"{here.message}; nor on any node of the cluster ({'; '.join(refused)})",
+                             field=here.field, details=here.details)
 
 
 def _insert(ctx: Context, inp: CreateInput, d: dict[str, Any]) -> ServiceView:

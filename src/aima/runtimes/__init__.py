@@ -83,6 +83,19 @@ class Runtimes:
                 return who
         return None
 
+    def elsewhere(self, asked: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(runtime, machine, its hardware facts) for every machine beyond this one that ``--runtime asked``
+        (a name or ``auto``) may run a service on: the nodes of an attached cluster."""
+        out = []
+        for name in RUNTIMES:
+            if asked not in ("auto", name):
+                continue
+            rt = self.get(name)
+            places = getattr(rt, "elsewhere", None)
+            if places is not None:
+                out += [(name, label, facts) for label, facts in places()]
+        return out
+
     def choose(self, asked: str, plan: ServicePlan) -> tuple[str, str, Definition]:
         """(runtime, why, its definition of the service) for ``--runtime asked`` (a name or ``auto``)."""
         from aima.runtimes.choice import choose

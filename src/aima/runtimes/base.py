@@ -18,10 +18,14 @@ What a runtime answers, in the order a service meets it:
   kill, reap, and back only once its port is free where it ran), ``owned`` (every instance carrying
   this home's marks: re-adoption after a daemon restart and orphan cleanup), ``port_holder``.
 
-Two optional methods, for a runtime that reaches beyond this machine: ``attach()`` (connect at daemon
-start; raise ``Unavailable`` naming the peer, and the daemon does not start) and ``cluster(detail)`` (its
-nodes, for ``aima cluster status``; None when no cluster is attached). The daemon and the operations look
-for them on every runtime, so neither names one.
+Three optional methods, for a runtime that reaches beyond this machine: ``attach()`` (connect at daemon
+start; raise ``Unavailable`` naming the peer, and the daemon does not start), ``cluster(detail)`` (its
+nodes, for ``aima cluster status``; None when no cluster is attached) and ``elsewhere()`` (the machines
+it could run a service on, each as ``(label, hardware facts)``: a model that does not fit the daemon's
+own machine is resolved against them, and one that fits there is its to run). The daemon and the
+operations look for them on every runtime, so none names one. Such a runtime's ``define`` sets
+``Definition.fetches_model`` when the machine an instance runs on pulls the model itself: the daemon's
+machine then need not hold it.
 
 ``blocking`` runtimes talk to another process (a container daemon, a cluster): the controller calls
 every method of theirs in a worker thread, so a slow or hung peer never stalls the event loop that also
@@ -68,6 +72,10 @@ class ServicePlan:
     memory_bytes: int | None = None  # what it needs per device, when known
     devices: list[str] = field(default_factory=list)  # cpu, gpu0, ...
     fits_here: bool = True  # the plan fits the daemon's own machine
+    fits_on: str | None = None  # when it does not: the machine elsewhere it was resolved for
+    model_present: bool = True  # the model's weights are at model_path on this machine
+    source_spec: str | None = None  # the model store's spec of where the weights come from
+    model_type: str | None = None  # llm, embedding, asr, tts...
 
     @property
     def custom(self) -> bool:
@@ -90,6 +98,7 @@ class Definition:
 
     options: dict[str, Any] = field(default_factory=dict)
     command: str | None = None
+    fetches_model: bool = False  # the machine each instance runs on pulls the model itself
 
 
 @dataclass

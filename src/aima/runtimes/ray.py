@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from aima.config import Settings
-from aima.errors import AimaError, EngineError, InvalidInput, Unavailable
+from aima.errors import AimaError, EngineError, InvalidInput, NotFound, Unavailable
 from aima.runtimes.base import (
     Definition,
     Handle,
@@ -352,8 +352,19 @@ class RayRuntime:
     # ------------------------------------------------------------------ choice (service create)
     def claims(self, plan: ServicePlan) -> str | None:
         if self.attached and not plan.fits_here:
-            return "a Ray cluster is attached and it does not fit on this machine"
+            why = "a Ray cluster is attached and it does not fit on this machine"
+            return why + (f"; it fits node {plan.fits_on}" if plan.fits_on else "")
         return None
+
+    def elsewhere(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each alive node of the attached cluster with the hardware aima's detection reported there."""
+        if not self.attached:
+            return []
+        got = self.cluster(True)
+        if not got or not got.get("reachable"):
+            return []
+        return [(str(n["address"]), n["hardware"]) for n in got["nodes"]
+                if n["alive"] and isinstance(n.get("hardware"), dict)]
 
     def consider(self, plan: ServicePlan) -> Verdict:
         if not self.attached:
@@ -378,13 +389,17 @@ class RayRuntime:
         model = self._model_info(plan)
         if model:
             options["model"] = model
+        elif not plan.model_present:
+            raise NotFound(f"model {plan.model} is not on this machine and cannot be pulled on a node (it has no "
+                           f"source a node can fetch); pull it here first with `aima model pull {plan.model}`",
+                           field="model")
         command = None
         if options.get("distributed"):
             import shlex
 
             d = options["distributed"]
             command = shlex.join(distributed_args(shlex.split(plan.command), d["flags"], d["tp"], d["pp"]))
-        return Definition(options=options, command=command)
+        return Definition(options=options, command=command, fetches_model=model is not None)
 
     def _distributed(self, plan: ServicePlan, gpus: int, shape: list[int]) -> dict[str, Any]:
         from aima.catalog import loader
@@ -412,6 +427,14 @@ class RayRuntime:
         import json
 
         mp = Path(plan.model_path)
+        if not plan.model_present:
+            # not on the daemon's machine: the node pulls it from the catalog's source into its own store
+            folder = self.home / "models" / plan.model
+            if not plan.source_spec or folder not in (mp, *mp.parents):
+                return None
+            return {"name": plan.model, "folder": str(folder), "path": str(mp), "home": str(self.home),
+                    "source": plan.source_spec, "primary": None, "files": {}, "type": plan.model_type,
+                    "options": self.source_options}
         folder = mp if mp.is_dir() else mp.parent
         try:
             marker = json.loads((folder / ".aima-model.json").read_text())
