@@ -9,9 +9,10 @@ aiperf lives in its own virtual environment, ``bench/.venv-aiperf`` (git-ignored
 ``pip install aiperf gguf``; its requirements pull no torch (checked before installing: the script stops if
 pip's plan has torch or a CUDA wheel in it). Both tools send the same load: streamed chat completions of 128
 prompt tokens, answers of exactly 64 tokens (``max_tokens`` and ``min_tokens`` 64), ``--requests`` per level after
-2 warm-up requests, closed loop. aiperf counts tokens with SmolLM2's own tokenizer, made here from the GGUF
-file (the hub is not reachable from this machine), so both count the same tokens: aima takes the
-engine's count (llama-cpp-python streams one token per piece).
+2 warm-up requests, closed loop (aiperf at a request rate far above the engine's, see REQUEST_RATE). aiperf
+counts tokens with SmolLM2's own tokenizer, made here from the GGUF file (the hub is not reachable from this
+machine), so both count the same tokens: aima takes the engine's count (llama-cpp-python streams one token
+per piece).
 
 The two run alternately (aima, aiperf, then aiperf, aima in the next round) and each figure is the median over
 the rounds: the engine's own speed drifts on a shared 2-core machine. Nothing is asserted; the script prints the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -35,6 +37,16 @@ from benchlib import BenchDaemon, Quiet, grid, header, install_signal_unwind, sa
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-aiperf"
 MODEL = "smollm2-135m"
+# aiperf 0.13 at a bare --concurrency issues requests in a loop that never sleeps (its "concurrency burst": it
+# yields to its event loop and asks again), so its timing manager kept a whole core busy (~95% CPU, py-spy:
+# RequestRateStrategy.execute_phase), which on 2 cores starved llama.cpp's threads: 7 answers in 9 minutes
+# instead of 16 in 30 s. A constant request rate far above what the engine can answer (REQUEST_RATE) keeps
+# the same closed loop at that concurrency, with the loop waking every 1/REQUEST_RATE s instead of spinning;
+# a freed slot waits at most that long. Event-loop timers, and neither GPU telemetry nor server metrics,
+# which measure nothing here.
+AIPERF = "aiperf==0.13.0"
+AIPERF_ENV = {"AIPERF_TIMING_HIGH_RES_TIMER": "false"}
+REQUEST_RATE = 200
 PROMPT, OUTPUT = 128, 64
 
 
@@ -47,13 +59,13 @@ def aiperf_exe() -> Path:
     subprocess.run([base, "-m", "venv", str(VENV)], check=True)
     pip = [str(VENV / "bin" / "python"), "-m", "pip"]
     report = VENV / "plan.json"
-    subprocess.run([*pip, "install", "-q", "--dry-run", "--ignore-installed", "--report", str(report), "aiperf",
+    subprocess.run([*pip, "install", "-q", "--dry-run", "--ignore-installed", "--report", str(report), AIPERF,
                     "gguf"], check=True)
     plan = [i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]]
     heavy = [n for n in plan if n == "torch" or n.startswith(("nvidia-cu", "nvidia-cudnn", "triton"))]
     if heavy:
         sys.exit(f"bench: aiperf's install would pull {', '.join(heavy)}; not installing it")
-    subprocess.run([*pip, "install", "-q", "aiperf", "gguf"], check=True)
+    subprocess.run([*pip, "install", "-q", AIPERF, "gguf"], check=True)
     return exe
 
 
@@ -106,11 +118,15 @@ def run_aima(d: BenchDaemon, c: int, n: int) -> dict[str, float]:
 def run_aiperf(exe: Path, d: BenchDaemon, tok: Path, c: int, n: int, seed: int, where: Path) -> dict[str, float]:
     art = where / f"aiperf-c{c}-s{seed}"
     argv = [str(exe), "profile", "--model", MODEL, "--url", d.url, "--endpoint-type", "chat", "--streaming",
-            "--tokenizer", str(tok), "--concurrency", str(c), "--request-count", str(n),
-            "--warmup-request-count", "2", "--isl", str(PROMPT), "--isl-stddev", "0", "--osl", str(OUTPUT),
+            "--tokenizer", str(tok), "--concurrency", str(c), "--request-rate", str(REQUEST_RATE),
+            "--request-rate-mode", "constant", "--request-count", str(n),
+            "--warmup-request-count", "2", "--warmup-request-rate", str(REQUEST_RATE),
+            "--isl", str(PROMPT), "--isl-stddev", "0", "--osl", str(OUTPUT),
             "--osl-stddev", "0", "--extra-inputs", f"min_tokens:{OUTPUT}", "--use-legacy-max-tokens",
-            "--random-seed", str(seed), "--artifact-dir", str(art), "--ui-type", "none"]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=where)
+            "--random-seed", str(seed), "--artifact-dir", str(art), "--ui-type", "none", "--no-gpu-telemetry",
+            "--no-server-metrics"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=where,
+                       env={**os.environ, **AIPERF_ENV})
     found = sorted(art.rglob("profile_export_aiperf.json")) if art.exists() else []
     if r.returncode != 0 or not found:
         files = sorted(str(f.relative_to(art)) for f in art.rglob("*")) if art.exists() else []

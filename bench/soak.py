@@ -1,6 +1,8 @@
 """A bounded soak: mixed load on one daemon for some minutes, then its open file descriptors, threads and RSS
-at the start, the middle and the end, with their slope — does anything grow beyond noise — and whether every
-request got an answer (2xx, or a refusal: 4xx/503), none lost.
+idle before it, under it (first, middle and last sample, and their slope) and 3 s after it — does anything
+grow beyond noise under load — and whether every request got an answer (2xx, or a refusal: 4xx/503), none
+lost. The daemon's connections to engines are counted apart: the gateway keeps them open for reuse (its pool
+is bounded by the load's concurrency), so they stay after the load as the idle figure's difference.
 
 The load, all at once:
 - /v1 chat completions at concurrency 16 against a quick engine (the in-package echo engine), half of them
@@ -43,17 +45,23 @@ class Tally:
     mcp_errors: list[str] = field(default_factory=list)
 
 
+# aima's engine ports (AIMA_PORT_RANGE's default): a daemon's connection to one is the gateway's keep-alive pool
+ENGINE_PORTS = range(20000, 30000)
+
+
 @dataclass
 class Sample:
     t: float
     fds: int
     threads: int
     rss: int
+    upstream: int  # of the fds: connections to engines (the gateway's pool, bounded by its concurrency)
 
 
 def sample(pid: int, t0: float) -> Sample:
     p = psutil.Process(pid)
-    return Sample(time.monotonic() - t0, p.num_fds(), p.num_threads(), p.memory_info().rss)
+    up = sum(1 for c in p.net_connections("tcp") if c.raddr and c.raddr.port in ENGINE_PORTS)
+    return Sample(time.monotonic() - t0, p.num_fds(), p.num_threads(), p.memory_info().rss, up)
 
 
 async def chat_load(url: str, until: float, tally: Tally, concurrency: int = 16) -> None:
@@ -162,15 +170,21 @@ def main() -> None:
             asyncio.run(soak(d, args.minutes * 60, tally, samples))
         finally:
             d.cleanup()
+    # samples[0] is taken as the load begins (idle), samples[-1] 3 s after it ended; the rest under load
     first, last = samples[0], samples[-1]
-    mid = samples[len(samples) // 2]
-    xs = [s.t for s in samples]
-    rows = [("open fds", [s.fds for s in samples], 1.0), ("threads", [s.threads for s in samples], 1.0),
-            ("RSS (MiB)", [s.rss / 2**20 for s in samples], 1.0)]
-    print("\nfigure     start    middle   end      slope per minute (least squares over "
-          f"{len(samples)} samples)")
-    for name, ys, _ in rows:
-        print(f"{name:<10} {ys[0]:<8.1f} {ys[len(ys) // 2]:<8.1f} {ys[-1]:<8.1f} {slope(xs, ys) * 60:+.3f}")
+    load = samples[1:-1] or samples
+    xs = [s.t for s in load]
+    rows = [("open fds", lambda s: s.fds), ("threads", lambda s: s.threads), ("RSS (MiB)", lambda s: s.rss / 2**20),
+            ("  to engines", lambda s: s.upstream)]
+    print(f"\nfigure        idle     load: first  middle   last     after    slope per minute under load "
+          f"({len(load)} samples)")
+    grew = []
+    for name, get in rows:
+        ys = [get(s) for s in load]
+        print(f"{name:<13} {get(first):<8.1f} {ys[0]:<12.1f} {ys[len(ys) // 2]:<8.1f} {ys[-1]:<8.1f} "
+              f"{get(last):<8.1f} {slope(xs, ys) * 60:+.3f}")
+        if not name.startswith(" ") and len(ys) > 2 and ys[-1] > ys[0] * 1.2 + 5:
+            grew.append(name)
     total = sum(tally.answered.values())
     bad = {s: n for s, n in tally.answered.items() if s >= 500 and s != 503}
     print(f"\nrequests answered: {total} ({dict(sorted(tally.answered.items()))}); lost (no answer): "
@@ -181,8 +195,7 @@ def main() -> None:
         print("  first lost: " + "; ".join(tally.lost[:3]))
     if tally.mcp_errors:
         print("  first MCP failures: " + "; ".join(tally.mcp_errors[:3]))
-    grew = [name for name, ys, _ in rows if ys[-1] > ys[0] * 1.2 + 5 and mid is not first]
-    print(f"\nverdict: {'growth in ' + ', '.join(grew) if grew else 'no growth beyond noise'}; "
+    print(f"\nverdict: {'growth under load in ' + ', '.join(grew) if grew else 'no growth under load beyond noise'}; "
           f"{'every request answered' if not tally.lost and not bad else 'requests lost or failed'} "
           f"(load average at the end {loadavg()}; {first.t:.0f}-{last.t:.0f} s sampled)")
 

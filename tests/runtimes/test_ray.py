@@ -260,21 +260,28 @@ def test_engine_kill9_is_noticed_within_2s_and_restarted_on_the_same_node(rd: Da
     assert alive(second["pid"]) and not alive(first["pid"])
 
 
-def test_a_model_is_pulled_on_the_node_where_it_runs(aima_home: Path, ray_cluster: RayCluster) -> None:
+def hub_model(home: Path, name: str, file: str, required: str) -> tuple[Any, Path]:
+    """A catalog model of the echo engine whose weights (a tiny GGUF) come from a hub mirror the test starts:
+    (the mirror, the weights). The daemon needs ``AIMA_HF_ENDPOINT=mirror.url``."""
     from tests.support.echo_catalog import ENGINE
     from tests.support.modelstore import HfMirror, write_gguf
 
-    weights = write_gguf(aima_home.parent / "src" / "echo.gguf")
+    weights = write_gguf(home.parent / "src" / file)
     mirror = HfMirror()
-    mirror.add("aima-test/echo-hub", {"echo.gguf": weights.read_bytes()})
-    (aima_home / "catalog" / "engines").mkdir(parents=True)
-    (aima_home / "catalog" / "models").mkdir(parents=True)
-    (aima_home / "catalog" / "engines" / "echo-engine.yaml").write_text(ENGINE)
-    (aima_home / "catalog" / "models" / "echo-hub.yaml").write_text(
-        "name: echo-hub\ntype: llm\nfamily: echo\ndescription: the echo engine's model from a hub mirror (tests)\n"
-        "sources:\n  - {id: hub, type: huggingface, repo: aima-test/echo-hub, file: echo.gguf, format: gguf}\n"
+    mirror.add(f"aima-test/{name}", {file: weights.read_bytes()})
+    (home / "catalog" / "engines").mkdir(parents=True, exist_ok=True)
+    (home / "catalog" / "models").mkdir(parents=True, exist_ok=True)
+    (home / "catalog" / "engines" / "echo-engine.yaml").write_text(ENGINE)
+    (home / "catalog" / "models" / f"{name}.yaml").write_text(
+        f"name: {name}\ntype: llm\nfamily: echo\ndescription: the echo engine's model from a hub mirror (tests)\n"
+        f"sources:\n  - {{id: hub, type: huggingface, repo: aima-test/{name}, file: {file}, format: gguf}}\n"
         "variants:\n  - name: cpu\n    engine: echo-engine\n    device: cpu\n    format: gguf\n    source: hub\n"
-        "    memory: {required_bytes: 1MiB}\n")
+        f"    memory: {{required_bytes: {required}}}\n")
+    return mirror, weights
+
+
+def test_a_model_is_pulled_on_the_node_where_it_runs(aima_home: Path, ray_cluster: RayCluster) -> None:
+    mirror, weights = hub_model(aima_home, "echo-hub", "echo.gguf", "1MiB")
     kit = RayKit(ray_cluster)
     d = Daemon(aima_home, {**kit.env, **BASE_ENV, "AIMA_HF_ENDPOINT": mirror.url}, kit.service_kw(), kit)
     d.start()
@@ -310,20 +317,8 @@ def test_auto_runs_a_model_too_big_for_this_machine_on_a_node_that_pulls_it(aima
     resolves the model against the nodes, chooses ray saying why, and the node pulls the weights the
     daemon's machine never had."""
     from tests.support.cgroup import memory_cgroup
-    from tests.support.echo_catalog import ENGINE
-    from tests.support.modelstore import HfMirror, write_gguf
 
-    weights = write_gguf(aima_home.parent / "src" / "big.gguf")
-    mirror = HfMirror()
-    mirror.add("aima-test/echo-big", {"big.gguf": weights.read_bytes()})
-    (aima_home / "catalog" / "engines").mkdir(parents=True)
-    (aima_home / "catalog" / "models").mkdir(parents=True)
-    (aima_home / "catalog" / "engines" / "echo-engine.yaml").write_text(ENGINE)
-    (aima_home / "catalog" / "models" / "echo-big.yaml").write_text(
-        "name: echo-big\ntype: llm\nfamily: echo\ndescription: an echo model said to need 4 GiB (tests)\n"
-        "sources:\n  - {id: hub, type: huggingface, repo: aima-test/echo-big, file: big.gguf, format: gguf}\n"
-        "variants:\n  - name: cpu\n    engine: echo-engine\n    device: cpu\n    format: gguf\n    source: hub\n"
-        "    memory: {required_bytes: 4GiB}\n")
+    mirror, weights = hub_model(aima_home, "echo-big", "big.gguf", "4GiB")
     kit = RayKit(ray_cluster)
     with memory_cgroup(1 << 30) as join:
         d = Daemon(aima_home, {**kit.env, **BASE_ENV, "AIMA_HF_ENDPOINT": mirror.url})
