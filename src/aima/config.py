@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     def pid_file(self) -> Path:
         return self.home / "daemon.pid"
 
+    @property
+    def local_key_file(self) -> Path:
+        """The running daemon's key for this machine's CLI (mode 0600; see ``server.auth``)."""
+        return self.home / "local.key"
+
     def ensure_dirs(self) -> None:
         for d in (self.home, self.logs_dir):
             d.mkdir(parents=True, exist_ok=True)

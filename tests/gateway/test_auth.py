@@ -5,6 +5,7 @@ loopback without a key unless --insecure."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -52,9 +53,27 @@ def test_keys_required_wrong_and_revoked(daemon: Daemon) -> None:
     assert out.choices[0].message.content == "echo: k"
     headers = engine_stats(svc["endpoint"])["last"]["headers"]
     assert "authorization" not in headers and "x-api-key" not in headers
-    # The CLI: without the key one line and exit 7; with AIMA_API_KEY it works.
-    r = daemon.cli("key", "list")
+    # The CLI elsewhere (another home, the daemon's URL given): without the key one line and exit 7; with
+    # AIMA_API_KEY it works.
+    elsewhere = {**daemon.env, "AIMA_HOME": str(daemon.home.parent / "elsewhere")}
+    r = subprocess.run([str(Path(PY).with_name("aima")), "key", "list"], env=elsewhere, capture_output=True,
+                       text=True, timeout=60)
     assert r.returncode == 7 and "API key" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # ... and so does a wrong key given on this machine: a key given is the key used.
+    r = daemon.cli("--api-key", "aima-wrong", "key", "list")
+    assert r.returncode == 7 and "API key" in r.stderr
+    # This machine's CLI (the daemon's own AIMA_HOME) is never locked out by the first key: it sends the key the
+    # daemon keeps for it in AIMA_HOME/local.key (mode 0600), which HTTP without it does not get.
+    local = daemon.home / "local.key"
+    assert local.stat().st_mode & 0o777 == 0o600
+    mine = daemon.cli("-o", "json", "key", "list")
+    assert mine.returncode == 0 and [k["name"] for k in json.loads(mine.stdout)["keys"]] == ["ci"], mine.stderr
+    assert local.read_text().strip() not in mine.stdout + mine.stderr
+    assert daemon.http.get("/api/v1/keys", headers={"X-API-Key": local.read_text().strip()}).status_code == 200
+    # The daemon's own calls to its /v1 (a benchmark through the gateway) carry that key too.
+    bench = daemon.cli("-o", "json", "bench", "echo-chat", "--requests", "2", "--warmup", "0", timeout=180)
+    assert bench.returncode == 0, bench.stderr
+    assert json.loads(bench.stdout)["levels"][0]["errors"] == 0, bench.stdout
     env = {**daemon.env, "AIMA_API_KEY": key}
     listed = subprocess.run([str(Path(PY).with_name("aima")), "-o", "json", "key", "list"], env=env,
                             capture_output=True, text=True, timeout=60)

@@ -239,7 +239,7 @@ async def self_served_model(ctx: Any, api_key: str | None, progress: Progress) -
                                    f"(`aima service logs {name}` says more)")
         svc = out["service"]
     root = daemon_url(ctx)
-    return ChatModel(base_url=root + "/v1", model=svc["name"], api_key=api_key or s.api_key,
+    return ChatModel(base_url=root + "/v1", model=svc["name"], api_key=api_key or s.api_key or ctx.local_key,
                      context_tokens=s.agent_context_tokens or _context_of(catalog, svc) or DEFAULT_CONTEXT,
                      tokenizer_urls=[svc["endpoint"]] if svc.get("endpoint") else [],
                      timeout_s=s.agent_request_timeout_s, served_by=svc["name"])

@@ -391,9 +391,8 @@ async def _calibrate(plan: _Plan, door: load.Door, tokens: int) -> None:
 
 def _unreachable(door: load.Door, s: load.Sample) -> AimaError:
     if door.name == "gateway" and s.status in (401, 403):
-        return EngineError(f"the gateway refused the benchmark's requests ({s.error}): this daemon's /v1 needs an "
-                           f"API key and the benchmark sends only the daemon's own AIMA_API_KEY; start the daemon "
-                           f"with AIMA_API_KEY set, or measure the engine alone with direct", field="model")
+        return EngineError(f"the gateway refused the benchmark's requests ({s.error}); measure the engine alone "
+                           f"with direct", field="model")
     return EngineError(f"the model could not be measured: {s.error}", field="model")
 
 
@@ -479,7 +478,7 @@ async def measure(ctx: Context, inp: BenchRunInput, *, sweep: str | None = None,
     limit = max(inp.concurrency) * doors_n + 4
     http = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(900.0, connect=10.0),
                              limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit))
-    key = ctx.settings.api_key
+    key = ctx.settings.api_key or ctx.local_key
     try:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         base = ctx.url or f"http://127.0.0.1:{ctx.settings.port}"

@@ -34,6 +34,7 @@ class Context:
     started_at: float = field(default_factory=time.time)
     shutting_down: bool = False  # set when the daemon is told to stop: long streams end
     url: str | None = None  # where this daemon answers (set once it listens)
+    local_key: str | None = None  # its key for this machine (server.auth): its own calls to its /v1 send it
 
     def operations(self) -> dict[str, Operation]:
         """Every operation, by name (what the agent below the operations is handed as its tools)."""

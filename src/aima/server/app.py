@@ -93,7 +93,14 @@ def create_app(settings: Settings, ctx: Any | None = None, surfaces: Sequence[Mo
         app.state.ctx = context
         app.state.gateway = gateway
         keys.db = context.db
+        from aima.server.auth import drop_local_key, write_local_key
+
+        try:
+            keys.local = write_local_key(settings.local_key_file)  # for this machine's CLI (server.auth)
+        except OSError as e:
+            log.warning("no key for this machine's CLI (%s): with keys in use it needs --api-key", e)
         keys.load()
+        context.local_key = keys.local
         context.bus.listen(keys.on_event)
         gateway.bind(context)  # routes, the way to a ready engine, metrics
         await context.reconciler.start()  # re-adopts live instances first (rule 11)
@@ -108,6 +115,7 @@ def create_app(settings: Settings, ctx: Any | None = None, surfaces: Sequence[Mo
                 yield
         finally:
             flusher.cancel()
+            drop_local_key(settings.local_key_file, keys.local)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(context.usage.flush)  # the last counts before the database closes
             gateway.close()

@@ -12,6 +12,12 @@ gateway), ``read`` keys may use every GET and the operations that change nothing
 read-only tools), ``admin`` keys everything. Every route but ``/health`` (and the web page's own files,
 which hold no data) needs a key while any is active: ``/v1`` is checked by the daemon's HTTP protocol
 (``server.http``) before the gateway sees it; every other route by ``Door``, the outermost ASGI layer.
+
+This machine's CLI: a daemon writes a key of its own to ``AIMA_HOME/local.key`` (mode 0600, a new one at
+each start, removed at exit) and the CLI sends it to that daemon when given no other key, so creating the
+first key — an inference key for a client, say — never locks out whoever runs aima here. It is an admin
+key that turns nothing on: while no key exists every request is let in as before. Whoever can read it can
+read the database beside it, so it gives nobody more than they had.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +59,29 @@ class KeyInfo:
 
 
 OPEN = KeyInfo("-")
+LOCAL = KeyInfo("local", name="this machine's CLI")
+
+
+def write_local_key(path: Any) -> str:
+    """A new key for this machine's CLI, written to ``path`` readable by this user only; returns it."""
+    token = "aima-local-" + secrets.token_urlsafe(32)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.replace(tmp, path)
+    return token
+
+
+def drop_local_key(path: Any, token: str | None) -> None:
+    """Remove ``path`` at exit when it still holds ``token`` (not a newer daemon's)."""
+    try:
+        if token and path.read_text().strip() == token:
+            path.unlink()
+    except OSError:
+        pass
+
 
 
 def _error(status: int, message: str, type_: str, code: str, extra: Headers = ()) -> tuple[int, Headers, bytes]:
@@ -86,9 +117,10 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
 
 
 class KeyRing:
-    def __init__(self, db: Database | None = None, bootstrap: str | None = None):
+    def __init__(self, db: Database | None = None, bootstrap: str | None = None, local: str | None = None):
         self.db = db
         self.bootstrap = bootstrap or None
+        self.local = local or None  # this machine's CLI's key: admin, and never what turns keys on
         self._keys: list[tuple[bytes, KeyInfo]] = []
         self._verified: dict[bytes, KeyInfo] = {}
         self.enabled = False
@@ -103,16 +135,18 @@ class KeyRing:
                                                                 r.rpm, r.tpm, r.name)))
         if self.bootstrap:
             keys.append((hashlib.sha256(self.bootstrap.encode()).digest(), KeyInfo("env")))
+        self.enabled = bool(keys)
+        if self.local:
+            keys.append((hashlib.sha256(self.local.encode()).digest(), LOCAL))
         self._keys = keys
         self._verified = {}
-        self.enabled = bool(keys)
 
     def on_event(self, ev: dict[str, Any]) -> None:
         if ev["kind"].startswith("key."):
             self.load()
 
     def active(self) -> int:
-        return len(self._keys)
+        return len(self._keys) - (1 if self.local else 0)
 
     def lookup(self, key: bytes | None) -> KeyInfo | None:
         """The active key ``key`` is (``OPEN`` while no key is in use), or None."""

@@ -244,7 +244,7 @@ def register(app: typer.Typer, m: Any) -> None:
             data["dataset"] = os.path.abspath(os.path.expanduser(dataset))  # the daemon reads it
 
     def progress_call(op: str, data: dict[str, Any]) -> Any:
-        return call_with_bench_progress(m.daemon_url(), m.Opts.api_key, op, data, data["model"])
+        return call_with_bench_progress(m.daemon_url(), m.api_key(m.daemon_url()), op, data, data["model"])
 
     @bench.command("run", help="Benchmark MODEL (a served model's name or alias, or a service name) by its kind.")
     @m.guarded

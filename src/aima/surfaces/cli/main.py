@@ -116,7 +116,20 @@ def guarded(fn: Callable[..., Any] | None = None, *, short_o: bool = True) -> An
 def client() -> Any:
     from aima.surfaces.cli.client import Client
 
-    return Client(daemon_url(), Opts.api_key)
+    url = daemon_url()
+    return Client(url, api_key(url))
+
+
+def _home() -> Path:
+    return Path(os.environ.get("AIMA_HOME") or Path.home() / ".aima").expanduser()
+
+
+def _local_url() -> str | None:
+    """The URL the local daemon (of AIMA_HOME) recorded in its pid file."""
+    try:
+        return str(json.loads((_home() / "daemon.pid").read_text())["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def daemon_url() -> str:
@@ -124,11 +137,21 @@ def daemon_url() -> str:
     (it may listen on AIMA_PORT rather than the default); else the default."""
     if Opts.url != DEFAULT_URL or os.environ.get("AIMA_URL"):
         return Opts.url
-    home = Path(os.environ.get("AIMA_HOME") or Path.home() / ".aima").expanduser()
+    return _local_url() or Opts.url
+
+
+def api_key(url: str) -> str | None:
+    """--api-key / AIMA_API_KEY when given; else, for the local daemon only (the URL its pid file records),
+    the key it keeps for this machine's CLI in AIMA_HOME/local.key (server.auth): creating the first key
+    never locks out the person at this machine. Never sent to another URL."""
+    if Opts.api_key:
+        return Opts.api_key
+    if url.rstrip("/") != (_local_url() or "").rstrip("/"):
+        return None
     try:
-        return str(json.loads((home / "daemon.pid").read_text())["url"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return Opts.url
+        return (_home() / "local.key").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def call(op: str, data: dict[str, Any]) -> Any:
@@ -253,7 +276,7 @@ def _with_progress(cmd: dict[str, Any]) -> Callable[[dict[str, Any], Any], None]
     def run(data: dict[str, Any], _kwargs: Any) -> None:
         from aima.surfaces.cli.progress import call_with_progress
 
-        _print(cmd, call_with_progress(daemon_url(), Opts.api_key, cmd["op"], data))
+        _print(cmd, call_with_progress(daemon_url(), api_key(daemon_url()), cmd["op"], data))
     return run
 
 
@@ -457,7 +480,7 @@ def up_cmd(
         data["lang"] = lang
     print("bringing up " + (", ".join(model) if model else "the default stack" + (f" ({lang})" if lang else "")) + "…",
           file=sys.stderr)
-    result = up_with_progress(Opts.url, Opts.api_key, data)
+    result = up_with_progress(Opts.url, api_key(Opts.url), data)
     if Opts.output == "json":
         _print(_manifest_cmd("stack.up"), result)
     else:
@@ -510,7 +533,7 @@ def run_cmd(
     for k, v in (("engine", engine), ("name", name), ("timeout_s", timeout), ("runtime", runtime)):
         if v is not None:
             data[k] = v
-    result = call_with_progress(daemon_url(), Opts.api_key, "service.run", data)
+    result = call_with_progress(daemon_url(), api_key(daemon_url()), "service.run", data)
     svc = result["service"]
     if Opts.output == "json" or detach or result["outcome"] != "ready":
         _print({"table": None, "columns": []}, result)
@@ -613,7 +636,7 @@ def voice_cmd(
                                      ("speech_model", speech_model), ("voice", voice), ("system", system),
                                      ("session", session), ("language", language), ("max_tokens", max_tokens),
                                      ("temperature", temperature)) if v is not None}
-    raise typer.Exit(run_voice(daemon_url(), Opts.api_key, file, fields, out, Opts.output))
+    raise typer.Exit(run_voice(daemon_url(), api_key(daemon_url()), file, fields, out, Opts.output))
 
 
 @app.command("mcp")
@@ -632,7 +655,7 @@ def mcp_cmd(
 
     if profile is not None and profile not in ("read-only", "operator", "admin"):
         fail(f"--profile must be read-only, operator or admin, not {profile!r}", 2)
-    anyio.run(serve_stdio, daemon_url(), Opts.api_key, profile, yes)
+    anyio.run(serve_stdio, daemon_url(), api_key(daemon_url()), profile, yes)
 
 
 @app.command("ask")
@@ -656,7 +679,7 @@ def ask_cmd(
         body["session"] = session
     if max_rounds is not None:
         body["max_rounds"] = max_rounds
-    raise typer.Exit(ask(daemon_url(), Opts.api_key, body, Opts.output))
+    raise typer.Exit(ask(daemon_url(), api_key(daemon_url()), body, Opts.output))
 
 
 _register_generated()
