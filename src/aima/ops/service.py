@@ -16,7 +16,7 @@ from aima.controller.launch import render_command
 from aima.domain.names import NAME_PATTERN, name_from_model, new_service_id, valid_name
 from aima.domain.states import RestartPolicy
 from aima.domain.units import SIZE_PATTERN, parse_bytes
-from aima.errors import Conflict, InvalidInput, NotFound
+from aima.errors import Conflict, InsufficientMemory, InvalidInput, NotFound
 from aima.ops.context import Context
 from aima.ops.models import PLAIN, Input, Output, cli
 from aima.ops.registry import Cli, operation
@@ -230,7 +230,6 @@ def _catalog_definition(ctx: Context, inp: CreateInput) -> tuple[dict[str, Any],
     the rendered command is stored, so the service runs the same way until it is re-created)."""
     from aima import catalog
     from aima.catalog import loader
-    from aima.errors import InsufficientMemory
     from aima.ops.catalog import ResolveInput, detect_here, plan_for
 
     resolve_inp = ResolveInput(model=inp.model, engine=inp.engine, config=dict(inp.config))
@@ -278,11 +277,11 @@ def _not_here(model: str, why: str) -> NotFound:
     return NotFound(f"model {model} {why}", field="model")
 
 
-def _plan_elsewhere(ctx: Context, inp: CreateInput, resolve_inp: Any, here: Exception) -> tuple[Any, str, Any]:
+def _plan_elsewhere(ctx: Context, inp: CreateInput, resolve_inp: Any,
+                    here: InsufficientMemory) -> tuple[Any, str, Any]:
     """A model that does not fit this machine, resolved against each machine a runtime ``--runtime`` allows
     reaches (the nodes of an attached cluster): (that machine's facts, its name, the plan) for the first
     where it fits; else the refusal for this machine, saying that no node has room either."""
-    from aima.errors import InsufficientMemory
     from aima.hardware.facts import HardwareFacts
     from aima.ops.catalog import plan_for
 
@@ -298,7 +297,6 @@ def _plan_elsewhere(ctx: Context, inp: CreateInput, resolve_inp: Any, here: Exce
             refused.append(f"node {label}: {e.message}")
         except ValueError as e:  # a node's facts this version cannot read
             refused.append(f"node {label}: its hardware facts cannot be read ({e})")
-    assert isinstance(here, InsufficientMemory)
     raise InsufficientMemory(f"{here.message}; nor on any node of the cluster ({'; '.join(refused)})",
                              field=here.field, details=here.details)
 

@@ -83,7 +83,6 @@ def drop_local_key(path: Any, token: str | None) -> None:
         pass
 
 
-
 def _error(status: int, message: str, type_: str, code: str, extra: Headers = ()) -> tuple[int, Headers, bytes]:
     body = json.dumps({"error": {"message": message, "type": type_, "code": code, "param": None}}).encode()
     return status, [(b"content-type", b"application/json"), *extra], body
