@@ -90,6 +90,16 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())
 
 
+def word_errors(heard: list[str], said: list[str]) -> int:
+    """Words substituted, inserted or deleted between two transcripts (their edit distance in words)."""
+    row = list(range(len(said) + 1))
+    for i, h in enumerate(heard, 1):
+        prev, row[0] = row[0], i
+        for j, s in enumerate(said, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (h != s))
+    return row[-1]
+
+
 def cosine(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=True)) / (math.sqrt(sum(x * x for x in a)) *
                                                              math.sqrt(sum(y * y for y in b)))
@@ -177,9 +187,11 @@ def test_piper_to_whisper_round_trip_gives_the_sentence_back(stack: Stack, tmp_p
         assert w.getnframes() / w.getframerate() > 1.5
     r = d.cli("transcribe", "whisper-tiny-en", str(wav))
     assert r.returncode == 0, r.stderr
-    assert words(r.stdout) == words(SENTENCE), r.stdout
+    # Piper speaks with random noise (its noise_scale), so whisper tiny may mishear one word of ten in one run
+    # of many (seen once: "gents" for "jumps"); more than that is a broken round trip.
+    assert word_errors(words(r.stdout), words(SENTENCE)) <= 1, r.stdout
     out = d.cli_json("transcribe", "whisper-tiny-en", str(wav))
-    assert words(out["text"]) == words(SENTENCE) and out["language"] == "en"
+    assert words(out["text"]) == words(r.stdout) and out["language"] == "en"  # the same audio: the same text
     assert out["duration_s"] > 1.5 and out["rtf"] > 0
     # PCM through the operation: the same samples, without the WAV header.
     pcm = d.op("inference.speak", model="piper-en-us-joe", text=SENTENCE, format="pcm")
