@@ -11,7 +11,7 @@ import pytest
 
 from aima.catalog.loader import Catalog, load, shipped_dir
 from aima.catalog.resolver import Plan, resolve
-from aima.controller.launch import render_command
+from aima.controller.launch import COMMAND_PATTERN, render_command
 from aima.errors import Conflict, InsufficientMemory, InvalidInput, NotFound
 from tests.catalog.machines import RECORDED, GiB, facts, with_gpu_free, with_ram_available
 
@@ -430,3 +430,15 @@ def test_glm_4_7_flash_is_refused_on_a_cpu_machine_with_the_numbers(cat: Catalog
     assert msg.startswith("no variant of glm-4.7-flash runs on this hardware")
     assert "vllm-bf16-gb10 (vllm, 66.0 GiB of weights and runtime): needs a nvidia GPU; none found" in msg
     assert "this machine: 8 CPU cores, 10.0 GiB RAM free of 16.0 GiB, no GPU" in msg
+
+
+@pytest.mark.parametrize("command", ["prog --port {port}", "  a  ", "''", "\\ ", "a 'b c' \"d \\\" e\"", "a\\\nb",
+                                     "", " \t\r\n", "a 'b", "a \"b", "a \"b\\\"", "a\\", "'", "x\x1c",
+                                     "a\x00b", "'\x00'"])
+def test_the_command_pattern_clients_read_is_what_render_command_takes(command: str) -> None:
+    try:
+        render_command(command, port=1, host="127.0.0.1", model="m")
+        taken = True
+    except InvalidInput:
+        taken = False
+    assert bool(re.fullmatch(COMMAND_PATTERN, command)) == taken

@@ -3,6 +3,7 @@ runtime choice. No Docker daemon and no GPU are needed: these render what the da
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from aima.errors import Conflict, InvalidInput, Unavailable
 from aima.runtimes.base import LaunchSpec, Options, ServicePlan, Verdict, describe_exit
 from aima.runtimes.choice import choose
 from aima.runtimes.container import (
+    IMAGE_PATTERN,
     ContainerOptions,
     DockerOptions,
     Gpu,
@@ -53,12 +55,29 @@ def test_image_references_follow_registries_and_never_invent_one() -> None:
     assert (given.name, given.tag, given.registries) == ("registry.local:5000/team/engine", "1.2", [])
     assert pull_refs(given) == ["registry.local:5000/team/engine:1.2"]
     assert (parse_image("busybox").name, parse_image("busybox").tag) == ("busybox", "latest")
-    for bad in ("", "a b", "x@sha256:abc", "name:"):
+    for bad in ("", "a b", " busybox", "busybox\u3000", "x@sha256:abc", "name:", ":tag", "team/"):
         with pytest.raises(InvalidInput):
             parse_image(bad)
     arm_only = Image(name="x", platforms=["linux/arm64"])
     assert runs_here(arm_only, "linux/arm64") and not runs_here(arm_only, "linux/amd64")
     assert runs_here(Image(name="y"), "linux/amd64")
+
+
+@pytest.mark.parametrize("text", ["busybox", "a", "a:b", "host:5000/x", "host:5000/x:1", "a/:b", "a:b:c", "é/ü:1",
+                                  "", " a", "a ", "a\tb", "a\x1cb", "a\xa0b", "a\u2028b", "a\u3000", ":", "a:", ":a",
+                                  "/a", "a/", "a@b", "x@sha256:abc", "a:/", "a\x00", "a\x07b", "a\x7f"])
+def test_the_image_pattern_clients_read_is_what_the_daemon_takes(text: str) -> None:
+    try:
+        parse_image(text)
+        taken = True
+    except InvalidInput:
+        taken = False
+    assert bool(re.fullmatch(IMAGE_PATTERN, text)) == taken
+
+
+def test_the_image_pattern_refuses_every_white_space_the_daemon_refuses() -> None:
+    spaces = [c for c in map(chr, range(0x110000)) if c.isspace()]
+    assert len(spaces) > 20 and not any(re.fullmatch(IMAGE_PATTERN, f"a{c}b") for c in spaces)
 
 
 def test_entrypoint_words_the_image_supplies_are_not_repeated() -> None:

@@ -343,6 +343,13 @@ def test_auto_runs_a_model_too_big_for_this_machine_on_a_node_that_pulls_it(aima
             r = httpx.post(d.url + "/v1/chat/completions", trust_env=False, timeout=10,
                            json={"model": "echo-big", "messages": [{"role": "user", "content": "hi"}]})
             assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"], r.text
+            # `aima run` takes the same way: resolved on a node, nothing pulled here, a service of its own ready
+            ran = d.cli("run", "echo-big", "--name", "by-run", "--detach", "-o", "json")
+            assert ran.returncode == 0, ran.stderr
+            out = json.loads(ran.stdout)
+            assert (out["outcome"], out["pulled"], out["reused"]) == ("ready", False, False), out
+            assert out["service"]["runtime"] == "ray" and out["service"]["name"] == "by-run", out
+            assert not (aima_home / "models" / "echo-big").exists()
             # --runtime native stays refused, naming the memory (409, exit 5)
             native = d.cli("service", "create", "echo-big", "--name", "here", "--runtime", "native")
             assert native.returncode == 5 and "does not fit" in native.stderr, native.stderr

@@ -27,9 +27,17 @@ from aima.store.tables import InstanceRow, ServiceRow
 
 T = TypeVar("T")
 
+# What render_command can split (shlex, POSIX rules: quotes closed, no lone backslash at the end) into at least one
+# word, without NUL (an argument is a C string), as clients read it: words of plain characters, backslash escapes,
+# '...' and "..." between shlex's blanks.
+_WORD = r"[^'\"\\ \t\r\n\x00]|\\[^\x00]|'[^'\x00]*'|\"(?:[^\"\\\x00]|\\[^\x00])*\""
+COMMAND_PATTERN = rf"^[ \t\r\n]*(?:{_WORD})(?:{_WORD}|[ \t\r\n])*$"
+
 
 def render_command(template: str, *, port: int, host: str, model: str) -> list[str]:
     """Split a command template and fill ``{port}``, ``{host}`` and ``{model}`` in each word."""
+    if "\x00" in template:
+        raise InvalidInput("command holds a NUL character", field="command")
     try:
         words = shlex.split(template)
     except ValueError as e:

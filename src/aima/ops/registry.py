@@ -148,10 +148,12 @@ def validation_error(e: ValidationError, model: type[BaseModel] | None = None) -
     for err in e.errors()[:5]:
         loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__") or "body"
         first_field = first_field or loc
-        msg = err.get("msg", "invalid")
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             msg = "unknown field"
         elif err.get("type") == "string_pattern_mismatch":
+            if len(str(err.get("ctx", {}).get("pattern", ""))) > 60:  # a long pattern says less than the field
+                msg = "is not in the expected form"
             msg += _expects(model, err.get("loc", ()))
         parts.append(f"{loc}: {msg}")
     return InvalidInput("invalid input: " + "; ".join(parts), field=first_field)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from aima import runtimes
 from aima.controller import logs as logfiles
-from aima.controller.launch import render_command
+from aima.controller.launch import COMMAND_PATTERN, render_command
 from aima.domain.names import NAME_PATTERN, name_from_model, new_service_id, valid_name
 from aima.domain.states import RestartPolicy
 from aima.domain.units import SIZE_PATTERN, parse_bytes
@@ -123,6 +124,10 @@ def load_view(ctx: Context, service_id: str) -> ServiceView:
 
 
 # ---------------------------------------------------------------------------- create
+ENV_NAME = r"^[^=\x00]+$"  # what an environment variable's name can hold (execve)
+NO_NUL = r"^[^\x00]*$"  # an argument or an environment value is a C string
+
+
 class _CreateFields(Input):
     # the custom engine's rules (_custom_definition), said in JSON Schema too
     model_config = ConfigDict(json_schema_extra={"allOf": [
@@ -132,7 +137,11 @@ class _CreateFields(Input):
          "then": {"properties": {"engine": {"enum": [None, "custom"]}, "config": {"maxProperties": 0},
                                  "command": {"minLength": 1}},
                   "anyOf": [{"properties": {"command": {"pattern": r"\{port\}"}}},
-                            {"required": ["port"], "properties": {"port": {"type": "integer"}}}]}}]})
+                            {"required": ["port"], "properties": {"port": {"type": "integer"}}}]}},
+        # a custom engine in a container runs the image it is given (there is no catalog entry to list one)
+        {"if": {"required": ["command", "runtime"], "properties": {"command": {"type": "string"},
+                                                                   "runtime": {"const": "docker"}}},
+         "then": {"required": ["images"], "properties": {"images": {"minItems": 1}}}}]})
 
     model: str = Field(min_length=1, max_length=200, pattern=PLAIN,
                        description="catalog model (or alias); with --command, the name that engine serves")
@@ -143,12 +152,16 @@ class _CreateFields(Input):
     runtime: RuntimeName = Field(  # type: ignore[valid-type]
         "auto", description="where instances run: " + ", ".join(runtimes.names()) + ", or auto (the engine's "
                             "preference and what is available; the choice and its reason are recorded)")
-    command: str | None = Field(None, description="custom engine command line with {port} (and {host}, {model})")
+    command: str | None = Field(None, max_length=16384, pattern=COMMAND_PATTERN,
+                                description="custom engine command line with {port} (and {host}, {model}); words "
+                                            "split as a POSIX shell does, without running one")
     health: str | None = Field(None, max_length=2048, pattern=r"^/",
                                description="health path answering 200 when ready (default /health)")
     port: int | None = Field(None, ge=1, le=65535, description="explicit port (fails fast if taken)")
-    config: dict[str, str] = Field(default_factory=dict, description="engine config keys, k=v")
-    env: dict[str, str] = Field(default_factory=dict, description="extra environment, K=V")
+    config: dict[str, str] = Field(default_factory=dict, description="engine config keys, k=v",
+                                   json_schema_extra={"additionalProperties": {"type": "string", "pattern": NO_NUL}})
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment, K=V", json_schema_extra={
+        "propertyNames": {"pattern": ENV_NAME}, "additionalProperties": {"type": "string", "pattern": NO_NUL}})
     replicas: int = Field(1, ge=1, le=64, description="number of instances")
     restart: RestartPolicy = Field(RestartPolicy.on_failure, description="restart policy")
     health_timeout_s: float | None = Field(None, gt=0, le=86400, description="seconds to wait for ready",
@@ -170,6 +183,26 @@ class _CreateFields(Input):
     def _memory(cls, v: str | None) -> str | None:
         if v is not None:
             parse_bytes(v)
+        return v
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_words(cls, v: Any) -> Any:  # shlex's own reason, before the pattern that says the same
+        if isinstance(v, str):
+            try:
+                render_command(v, port=1, host="127.0.0.1", model="m")
+            except InvalidInput as e:
+                raise ValueError(e.message) from None
+        return v
+
+    @field_validator("config", "env")
+    @classmethod
+    def _exec_safe(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:  # what a process can be given
+        for k, value in v.items():
+            if info.field_name == "env" and not re.fullmatch(ENV_NAME, k):
+                raise ValueError(f"{k!r} cannot name an environment variable (it is empty or holds '=' or NUL)")
+            if "\x00" in value:
+                raise ValueError(f"the value of {k} holds a NUL character")
         return v
 
     @field_validator("health")
@@ -237,7 +270,7 @@ def _catalog_definition(ctx: Context, inp: CreateInput) -> tuple[dict[str, Any],
     try:
         plan = plan_for(ctx, resolve_inp)
     except InsufficientMemory as here:
-        facts, fits_on, plan = _plan_elsewhere(ctx, inp, resolve_inp, here)
+        facts, fits_on, plan = _plan_elsewhere(ctx, inp.runtime, resolve_inp, here)
     missing = None
     if not plan.model_path_exists:
         hint = f"pull it with `aima model pull {plan.model}`, or `aima run {plan.model}` pulls and starts it"
@@ -277,7 +310,7 @@ def _not_here(model: str, why: str) -> NotFound:
     return NotFound(f"model {model} {why}", field="model")
 
 
-def _plan_elsewhere(ctx: Context, inp: CreateInput, resolve_inp: Any,
+def _plan_elsewhere(ctx: Context, runtime: str, resolve_inp: Any,
                     here: InsufficientMemory) -> tuple[Any, str, Any]:
     """A model that does not fit this machine, resolved against each machine a runtime ``--runtime`` allows
     reaches (the nodes of an attached cluster): (that machine's facts, its name, the plan) for the first
@@ -285,7 +318,7 @@ def _plan_elsewhere(ctx: Context, inp: CreateInput, resolve_inp: Any,
     from aima.hardware.facts import HardwareFacts
     from aima.ops.catalog import plan_for
 
-    places = ctx.runtimes.elsewhere(inp.runtime)
+    places = ctx.runtimes.elsewhere(runtime)
     if not places:
         raise here
     refused = []
@@ -503,11 +536,16 @@ async def run_steps(ctx: Context, inp: RunInput, on_step: StepFn | None = None) 
 
     step = on_step or _no_step
     resolve_inp = ResolveInput(model=inp.model, engine=inp.engine, config=dict(inp.config))
-    plan = await asyncio.to_thread(plan_for, ctx, resolve_inp)
-    step("resolved", f"{plan.engine} ({plan.variant}, {plan.device})", model=plan.model,
-         model_type=plan.model_type, engine=plan.engine, variant=plan.variant)
+    node = None
+    try:
+        plan = await asyncio.to_thread(plan_for, ctx, resolve_inp)
+    except InsufficientMemory as here:  # too big for this machine: a node of an attached cluster may run it
+        _, node, plan = await asyncio.to_thread(_plan_elsewhere, ctx, inp.runtime, resolve_inp, here)
+    step("resolved", f"{plan.engine} ({plan.variant}, {plan.device})" + (f" on node {node}" if node else ""),
+         model=plan.model, model_type=plan.model_type, engine=plan.engine, variant=plan.variant, node=node)
     pulled = False
-    if not plan.model_path_exists and inp.pull:  # pull, then convert when the variant says so
+    if not plan.model_path_exists and inp.pull and node is None:  # pull, then convert when the variant says so
+        # (a node pulls what it runs itself: nothing of a model this machine cannot hold is stored here)
         from aima.ops.model import _run_pull, options_of
 
         step("pull", f"pulling {plan.source_spec}")

@@ -50,7 +50,7 @@ class Options(BaseModel):
     """Base of a runtime's ``Options``: the service-create fields it adds, each optional (None or empty when
     not given). Field names are shared by every surface (``--image`` on the CLI is ``images`` in JSON)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass

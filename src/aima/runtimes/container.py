@@ -26,7 +26,11 @@ from aima.domain.units import SIZE_PATTERN, parse_bytes
 from aima.errors import InvalidInput
 from aima.runtimes.base import LaunchSpec, Options
 
-VOLUME_PATTERN = r"^/[^:]*:/[^:]*(:(ro|rw))?$"  # what parse_volume takes, as clients read it
+VOLUME_PATTERN = r"^/[^:\x00]*:/[^:\x00]*(:(ro|rw))?$"  # what parse_volume takes, as clients read it
+# What parse_image takes, as clients read it: no white space (str.isspace's characters, spelled out so every
+# regex dialect reads them alike) nor control character, no digest '@', neither ':' nor '/' first or last.
+_SPACE = r"\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+IMAGE_PATTERN = f"^[^{_SPACE}@:/](?:[^{_SPACE}@]*[^{_SPACE}@:/])?$"
 
 LABEL_HOME = "aima.home"
 LABEL_SERVICE = "aima.service"
@@ -71,9 +75,9 @@ class ContainerOptions(BaseModel):
 class DockerOptions(Options):
     """What ``service create`` takes for a container (the docker runtime's flags)."""
 
-    images: list[str] = Field(default_factory=list, max_length=16,
-                              description="container image candidates name:tag, in priority order (docker; "
-                                          "replaces the catalog's)", json_schema_extra={"x-cli-name": "image"})
+    images: list[Annotated[str, StringConstraints(pattern=IMAGE_PATTERN, max_length=1024)]] = Field(
+        default_factory=list, max_length=16, json_schema_extra={"x-cli-name": "image"},
+        description="container image candidates name:tag, in priority order (docker; replaces the catalog's)")
     volumes: list[Annotated[str, StringConstraints(pattern=VOLUME_PATTERN, max_length=4096)]] = Field(
         default_factory=list, max_length=32, description="extra container mount SRC:DST[:ro|rw] (docker)",
         json_schema_extra={"x-cli-name": "volume"})
@@ -87,6 +91,17 @@ class DockerOptions(Options):
     shm_size: str | None = Field(None, max_length=32, pattern=SIZE_PATTERN,
                                  description="container shared memory, e.g. 2GiB (docker)",
                                  json_schema_extra={"x-cli-name": "shm-size"})
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _images(cls, v: Any) -> Any:  # parse_image's reason, before the pattern that says the same
+        for item in v if isinstance(v, list) else []:
+            if isinstance(item, str):
+                try:
+                    parse_image(item)
+                except InvalidInput as e:
+                    raise ValueError(e.message) from None
+        return v
 
     @field_validator("memory_limit", "shm_size")
     @classmethod
@@ -109,7 +124,7 @@ def parse_volume(text: str) -> dict[str, Any]:
     mode = "rw"
     if len(parts) == 3 and parts[2] in ("ro", "rw"):
         mode = parts.pop()
-    if len(parts) != 2 or not all(p.startswith("/") for p in parts):
+    if len(parts) != 2 or not all(p.startswith("/") and "\x00" not in p for p in parts):
         raise ValueError(f"{text!r} is not SRC:DST[:ro|rw] with absolute paths")
     return {"source": parts[0], "target": parts[1], "read_only": mode == "ro"}
 
@@ -157,16 +172,14 @@ def pull_refs(image: Image) -> list[str]:
 
 
 def parse_image(text: str) -> Image:
-    """``name[:tag]`` as given on the command line (``--image``): pulled as written when missing."""
-    text = text.strip()
-    if not text or any(c.isspace() for c in text) or "@" in text:
-        raise InvalidInput(f"image {text!r} is not a reference like name:tag or registry/name:tag", field="image")
+    """``name[:tag]`` as given on the command line (``--image``): pulled as written when missing. Exactly what
+    IMAGE_PATTERN describes (a digest ``@sha256:...`` is not taken: images are chosen by tag)."""
+    if (not text or any(c.isspace() or c < " " or c == "\x7f" for c in text) or "@" in text or text[0] in ":/"
+            or text[-1] in ":/"):
+        raise InvalidInput(f"image {text!r} is not a reference like name:tag or registry/name:tag", field="images")
     name, tag = text, "latest"
-    last = text.rsplit("/", 1)[-1]
-    if ":" in last:
+    if ":" in text.rsplit("/", 1)[-1]:
         name, tag = text.rsplit(":", 1)
-    if not name or not tag:
-        raise InvalidInput(f"image {text!r} is not a reference like name:tag", field="image")
     return Image(name=name, tag=tag, registries=[])
 
 

@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 
 from aima.catalog.schema import Image
 from aima.config import Settings
-from aima.errors import AimaError, EngineError, InvalidInput, PortInUse, Unavailable
+from aima.errors import AimaError, Conflict, EngineError, InvalidInput, PortInUse, Unavailable
 from aima.runtimes.base import (
     Definition,
     Handle,
@@ -244,10 +244,11 @@ class DockerRuntime:
     def define(self, plan: ServicePlan) -> Definition:
         """Fix the container settings: images, mounts (the model's folder read-only), network, limits, GPUs."""
         images = self._images(plan)
-        if not images:
-            what = ("give --image NAME:TAG" if plan.custom
-                    else f"engine {plan.engine} lists no images; give --image NAME:TAG")
-            raise InvalidInput(f"--runtime docker needs an image to run: {what}", field="images")
+        if not images:  # the request lacks one (its schema says so) or the catalog's engine lists none
+            if plan.custom:
+                raise InvalidInput("--runtime docker needs an image to run: give --image NAME:TAG", field="images")
+            raise Conflict(f"--runtime docker needs an image to run: engine {plan.engine} lists no images in the "
+                           f"catalog; give --image NAME:TAG", field="images")
         self.check()
         given = plan.given
         mounts = [parse_volume(v) for v in given.get("volumes") or []]

@@ -34,6 +34,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -43,6 +44,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from aima.config import Settings
+from aima.domain.units import SIZE_PATTERN, parse_bytes
 from aima.errors import AimaError, EngineError, InvalidInput, NotFound, Unavailable
 from aima.runtimes.base import (
     Definition,
@@ -69,7 +71,7 @@ PULL_TIMEOUT_S = 6 * 3600.0
 
 
 NUMBER = r"^[0-9]{1,12}(\.[0-9]{1,6})?$"  # a resource amount
-SIZE = r"^[0-9]{1,15}(\.[0-9]{1,6})?\s*([KMGTP]i?B?|B)?$"  # memory: bytes, or a size like 8GiB
+RESOURCE_NAME = r"^[A-Za-z_][A-Za-z0-9_:.-]{0,63}$"
 
 
 def namespace_for(home: Path | None) -> str:
@@ -84,8 +86,9 @@ class RayOptions(BaseOptions):
     node: str | None = Field(None, max_length=200, pattern=r"^[A-Za-z0-9.:_-]+$",
                              description="run on this node of the Ray cluster only: its IP or node id (ray)")
     resources: dict[str, str] = Field(default_factory=dict, max_length=32, json_schema_extra={
-                                          "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_:.-]{0,63}$"},
-                                          "patternProperties": {"^memory$": {"type": "string", "pattern": SIZE}},
+                                          "propertyNames": {"pattern": RESOURCE_NAME},
+                                          "patternProperties": {"^memory$": {"type": "string",
+                                                                             "pattern": SIZE_PATTERN}},
                                           "additionalProperties": {"type": "string", "pattern": NUMBER}},
                                       description="Ray resources asked for besides the plan's, K=V: GPU=1, CPU=2, "
                                                   "memory=8GiB or any custom resource (ray)")
@@ -98,22 +101,16 @@ class RayOptions(BaseOptions):
 
 
 def parse_resources(given: dict[str, str]) -> dict[str, float]:
-    """``K=V`` Ray resources as numbers (``memory`` may be a size: 8GiB)."""
-    from aima.domain.units import parse_bytes
-
+    """``K=V`` Ray resources as numbers (``memory`` may be a size: 8GiB); exactly what the schema states."""
     out: dict[str, float] = {}
-    for k, v in given.items():
-        key = k.strip()
-        if not key:
-            raise ValueError("a resource needs a name: K=V")
-        text = str(v).strip()
-        try:
-            value = float(parse_bytes(text)) if key == "memory" else float(text)
-        except (ValueError, AimaError):
-            raise ValueError(f"resource {key}={text} is not a number"
-                             + (" or a size like 8GiB" if key == "memory" else "")) from None
-        if value < 0 or math.isnan(value) or math.isinf(value):
-            raise ValueError(f"resource {key}={text} must be a positive number")
+    for key, v in given.items():
+        if not re.fullmatch(RESOURCE_NAME, key):
+            raise ValueError(f"resource name {key!r} is not a name like GPU, CPU, memory or accelerator_type:A100")
+        text = str(v)
+        if not re.fullmatch(SIZE_PATTERN if key == "memory" else NUMBER, text):
+            raise ValueError(f"resource {key}={text} is not a number" + (" or a size like 8GiB" if key == "memory"
+                                                                         else " like 1 or 0.5"))
+        value = float(parse_bytes(text)) if key == "memory" else float(text)
         out[key] = value
     return out
 

@@ -44,7 +44,7 @@ OPENAI_UPLOAD = {"type": "object", "required": ["file", "model"], "properties": 
 
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"}
 VOICE_UPLOAD = {"type": "object", "required": ["file"], "additionalProperties": False, "properties": {
-    "file": {"type": "string", "format": "binary", "description": "the question's audio"},
+    "file": {"type": "string", "format": "binary", "minLength": 1, "description": "the question's audio"},
     "model": _NAME, "transcription_model": _NAME, "speech_model": _NAME, "voice": _NAME,
     "system": {"type": "string", "maxLength": 20000}, "session": _NAME,
     "language": {"type": "string", "maxLength": 16, "pattern": r"\S"},

@@ -39,7 +39,7 @@ def error_response(e: AimaError) -> JSONResponse:
 
 async def read_json(request: Request) -> Any:
     body = await request.body()
-    if not body.strip():
+    if not body.strip(b" \t\r\n"):  # JSON's white space only (a form feed is not JSON)
         return {}
     try:
         data = json.loads(body)

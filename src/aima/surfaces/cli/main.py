@@ -522,8 +522,9 @@ def run_cmd(
     name: str | None = typer.Option(None, "--name", help="service name (default: the model name)"),
     timeout: float | None = typer.Option(None, "--timeout", help="seconds to wait for ready"),
     runtime: str | None = typer.Option(None, "--runtime",
-                                       help="native, docker or auto (default: the engine's preference and what "
-                                            "is available)"),
+                                       help="native, docker, ray or auto (default: the engine's preference and "
+                                            "what is available; a model too big for this machine runs on a node "
+                                            "of an attached cluster)"),
     detach: bool = typer.Option(False, "--detach", "-d", help="just serve: print the endpoint and return"),
 ) -> None:
     """Resolve, pull, create, start and wait for MODEL, then chat with it (or --detach to just serve)."""
