@@ -6,6 +6,8 @@ from pydantic import BaseModel, ConfigDict
 
 # Text without control characters (names people type; JSON Schema and pydantic read this pattern alike).
 PLAIN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+# PLAIN, neither blank nor starting or ending with white space (a name someone types)
+TRIMMED = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
 
 
 class Input(BaseModel):

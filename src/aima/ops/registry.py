@@ -8,6 +8,7 @@ input model, and returns one pydantic output model; its docstring is its descrip
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_type_hints
@@ -124,12 +125,18 @@ def _check_json(op: Operation, data: dict[str, Any]) -> None:
     err = next(iter(sorted(errors, key=lambda e: (len(e.absolute_path), str(e.absolute_path)))), None)
     if err is None:
         return
+    try:  # the input's own validators say why in the daemon's words (a command's unclosed quote, an image's form)
+        op.input.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(e, op.input) from None
     where = ".".join(str(p) for p in err.absolute_path) or None
     if err.validator == "additionalProperties" and where is None:
         extra = sorted(set(data) - set(op.input.model_fields))
         where, msg = (extra[0] if extra else None), "unknown field"
     else:
         msg = err.message if len(err.message) <= 300 else err.message[:300] + "…"
+        if err.validator == "pattern" and len(str(err.validator_value)) > 60:  # the pattern says less than the field
+            msg = f"{json.dumps(err.instance)[:100]} is not in the expected form"
         if err.validator == "pattern":
             msg += _expects(op.input, list(err.absolute_path))
     raise InvalidInput(f"invalid input: {where or 'body'}: {msg}", field=where)

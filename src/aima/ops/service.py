@@ -19,7 +19,7 @@ from aima.domain.states import RestartPolicy
 from aima.domain.units import SIZE_PATTERN, parse_bytes
 from aima.errors import Conflict, InsufficientMemory, InvalidInput, NotFound
 from aima.ops.context import Context
-from aima.ops.models import PLAIN, Input, Output, cli
+from aima.ops.models import TRIMMED, Input, Output, cli
 from aima.ops.registry import Cli, operation
 from aima.runtimes.base import ServicePlan
 from aima.store.repositories import ACTIVE_NAMES
@@ -143,7 +143,7 @@ class _CreateFields(Input):
                                                                    "runtime": {"const": "docker"}}},
          "then": {"required": ["images"], "properties": {"images": {"minItems": 1}}}}]})
 
-    model: str = Field(min_length=1, max_length=200, pattern=PLAIN,
+    model: str = Field(min_length=1, max_length=200, pattern=TRIMMED,
                        description="catalog model (or alias); with --command, the name that engine serves")
     name: str | None = Field(None, description="service name (default: the model name)",
                              json_schema_extra={"pattern": NAME_PATTERN})
